@@ -1,0 +1,80 @@
+// swift-tools-version: 6.1
+//
+// Demikernel for Swift: a library OS architecture for kernel-bypass I/O.
+//
+// Layers (each target depends only on the ones above it):
+//   DemiCore      core value types: errno, queue descriptors, qtokens, addresses, time
+//   DemiBuffers   the memory manager: pooled, reference-counted I/O buffers and scatter-gather arrays
+//   DemiRuntime   the coroutine scheduler, timers, completions, the socket state machine
+//   DemiWire      wire formats (views over bytes, header values, checksums)
+//   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
+//   Demikernel    the facade: libOS selection, configuration, the async/await layer
+//   demi          the command-line tool (echo, ping, bench)
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "Demikernel",
+    products: [
+        .library(name: "Demikernel", targets: ["Demikernel"]),
+        .executable(name: "demi", targets: ["demi"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: - C shims
+        .target(
+            name: "CDemiLinux",
+            cSettings: [.define("_GNU_SOURCE")]
+        ),
+
+        // MARK: - Layers
+        .target(name: "DemiCore", swiftSettings: swiftSettings),
+        .target(name: "DemiBuffers", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
+        .target(name: "DemiRuntime", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
+        .target(name: "DemiWire", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
+        .target(
+            name: "DemiKernelSockets",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "CDemiLinux"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Demikernel",
+            dependencies: [
+                "DemiCore", "DemiBuffers", "DemiRuntime", "DemiKernelSockets", "CDemiLinux",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tools
+        .executableTarget(
+            name: "demi",
+            dependencies: [
+                "Demikernel", "CDemiLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // MARK: - Tests
+        .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
+        .testTarget(name: "DemiCoreTests", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiBuffersTests", dependencies: ["DemiBuffers"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiRuntimeTests", dependencies: ["DemiRuntime"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiWireTests", dependencies: ["DemiWire"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "DemikernelTests",
+            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

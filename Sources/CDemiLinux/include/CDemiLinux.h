@@ -1,0 +1,62 @@
+// Thin wrappers over Linux facilities that Swift cannot import directly (packed structs, _GNU_SOURCE-only calls,
+// macros). Every function returns what the wrapped call returns; errors are in errno.
+#ifndef CDEMI_LINUX_H
+#define CDEMI_LINUX_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// epoll: events are returned unpacked.
+int cdemi_epoll_create(void);
+int cdemi_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int cdemi_epoll_mod(int epfd, int fd, uint32_t events, uint64_t data);
+int cdemi_epoll_del(int epfd, int fd);
+int cdemi_epoll_wait(int epfd, uint64_t *data_out, uint32_t *events_out, int max, int timeout_ms);
+
+uint32_t cdemi_epollin(void);
+uint32_t cdemi_epollout(void);
+uint32_t cdemi_epollerr(void);
+uint32_t cdemi_epollhup(void);
+uint32_t cdemi_epollrdhup(void);
+uint32_t cdemi_epollet(void);
+
+// Sockets, with addresses in host byte order.
+int cdemi_socket(int domain, int type, int protocol);          // adds SOCK_NONBLOCK | SOCK_CLOEXEC
+int cdemi_bind4(int fd, uint32_t addr, uint16_t port);
+int cdemi_connect4(int fd, uint32_t addr, uint16_t port);
+int cdemi_accept4(int fd, uint32_t *addr, uint16_t *port);      // returns a non-blocking fd
+int cdemi_getsockname4(int fd, uint32_t *addr, uint16_t *port);
+int cdemi_getpeername4(int fd, uint32_t *addr, uint16_t *port);
+ssize_t cdemi_sendto4(int fd, const void *buf, size_t len, uint32_t addr, uint16_t port);
+ssize_t cdemi_recvfrom4(int fd, void *buf, size_t len, int flags, uint32_t *addr, uint16_t *port);
+ssize_t cdemi_sendv(int fd, const void *const *bases, const size_t *lens, int count, int has_addr, uint32_t addr,
+                    uint16_t port);
+int cdemi_socket_error(int fd);                                   // SO_ERROR, or -1
+int cdemi_setsockopt_int(int fd, int level, int name, int value);
+int cdemi_getsockopt_int(int fd, int level, int name, int *value);
+int cdemi_setsockopt_linger(int fd, int on, int seconds);
+int cdemi_getsockopt_linger(int fd, int *on, int *seconds);
+int cdemi_shutdown_write(int fd);
+
+// Constants that are macros or enums in the C headers.
+int cdemi_msg_dontwait(void);
+int cdemi_msg_nosignal(void);
+int cdemi_msg_trunc(void);
+
+// Threads and CPUs.
+int cdemi_pin_to_cpu(int cpu);                                    // pins the calling thread
+int cdemi_cpu_count(void);
+uint64_t cdemi_rdtsc(void);
+void cdemi_cpu_relax(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,304 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DemiBuffers
+import DemiCore
+
+/// The cooperative scheduler of one libOS: stackless coroutines as records in slots, readiness in a bitset.
+///
+/// The paper's three kinds of coroutines map onto it as follows:
+/// - **Fast-path pollers** (one per device) are always runnable; the libOS calls them at the start of every pass.
+/// - **Background coroutines** (timers, retransmission, ARP) are slots spawned with ``spawnBackground(tag:)``, woken
+///   by timers (``armTimer(_:at:)``) or by other coroutines.
+/// - **Application coroutines**, one per operation, are slots spawned with ``spawn(_:)``; the returned qtoken names
+///   the slot and its generation.
+///
+/// A slot is polled only while its bit is set; ``runReady(_:)`` hands each set index to the libOS, which dispatches on
+/// the operation's code with a `switch` (static dispatch; no closures, existentials or allocations per operation).
+/// Slots live in chunks that never move, so a pointer to an operation stays valid while other operations are spawned.
+///
+/// Completed operations keep their results in their slots until a wait consumes them; a list threaded through the
+/// slots keeps them in completion order for ``takeNextCompleted()``. Nothing ever times out by itself.
+///
+/// Not thread-safe: a scheduler belongs to the thread that runs its libOS.
+public final class Scheduler {
+    @usableFromInline
+    struct Slot {
+        @usableFromInline var generation: UInt32
+        @usableFromInline var state: UInt8
+        @usableFromInline var nextFree: UInt32
+        @usableFromInline var completedPrev: UInt32
+        @usableFromInline var completedNext: UInt32
+        @usableFromInline var tag: UInt64
+        @usableFromInline var operation: Operation
+        @usableFromInline var result: QResult
+    }
+
+    @usableFromInline enum State {
+        @usableFromInline static var free: UInt8 { 0 }
+        @usableFromInline static var pending: UInt8 { 1 }
+        @usableFromInline static var completed: UInt8 { 2 }
+        @usableFromInline static var background: UInt8 { 3 }
+    }
+
+    /// Slots per chunk, and the most chunks: at most 1,048,576 live tasks; more is `EAGAIN`.
+    public static let chunkSize = 1024
+    public static let maxChunks = 1024
+    @usableFromInline static var none: UInt32 { .max }
+    @usableFromInline static let operationOffset = MemoryLayout<Slot>.offset(of: \Slot.operation)!
+
+    @usableFromInline let chunks: UnsafeMutablePointer<UnsafeMutablePointer<Slot>?>
+    @exclusivity(unchecked) @usableFromInline var chunkCount = 0
+    @exclusivity(unchecked) @usableFromInline var freeHead: UInt32 = Scheduler.none
+    @exclusivity(unchecked) @usableFromInline var ready: ReadySet
+    @exclusivity(unchecked) @usableFromInline var timers: TimerQueue
+    @exclusivity(unchecked) @usableFromInline var completedHead: UInt32 = Scheduler.none
+    @exclusivity(unchecked) @usableFromInline var completedTail: UInt32 = Scheduler.none
+
+    @exclusivity(unchecked) @usableFromInline var completedTotal = 0
+    @exclusivity(unchecked) @usableFromInline var liveTotal = 0
+
+    /// Completed operations not yet consumed by a wait.
+    @inlinable public var completedCount: Int { completedTotal }
+    /// Live slots (pending, completed or background).
+    @inlinable public var liveCount: Int { liveTotal }
+
+    public init() {
+        chunks = .allocate(capacity: Self.maxChunks)
+        chunks.initialize(repeating: nil, count: Self.maxChunks)
+        ready = ReadySet(capacity: Self.chunkSize * Self.maxChunks)
+        ready.summaryCount = 0
+        timers = TimerQueue(capacity: Self.chunkSize)
+        _ = addChunk()
+    }
+
+    deinit {
+        for c in 0..<chunkCount { chunks[c]?.deallocate() }
+        chunks.deallocate()
+        ready.summaryCount = (ready.wordCount + 63) / 64
+        ready.deallocate()
+        timers.deallocate()
+    }
+
+    @usableFromInline
+    func addChunk() -> Bool {
+        guard chunkCount < Self.maxChunks else { return false }
+        let c = UnsafeMutablePointer<Slot>.allocate(capacity: Self.chunkSize)
+        let base = UInt32(chunkCount * Self.chunkSize)
+        for i in 0..<Self.chunkSize {
+            let next = i + 1 < Self.chunkSize ? base + UInt32(i + 1) : freeHead
+            (c + i).initialize(to: Slot(
+                generation: 1, state: State.free, nextFree: next, completedPrev: Self.none,
+                completedNext: Self.none, tag: 0, operation: Operation(code: .invalid, qd: QDesc(rawValue: -1)),
+                result: QResult(opcode: .invalid, qd: QDesc(rawValue: -1), qt: QToken(rawValue: 0))))
+        }
+        chunks[chunkCount] = c
+        chunkCount += 1
+        freeHead = base
+        let capacity = chunkCount * Self.chunkSize
+        ready.summaryCount = (capacity / 64 + 63) / 64
+        timers.grow(to: capacity)
+        return true
+    }
+
+    @inlinable @inline(__always)
+    func slot(_ i: UInt32) -> UnsafeMutablePointer<Slot> {
+        chunks[Int(i >> 10)].unsafelyUnwrapped + Int(i & 1023)
+    }
+
+    @inlinable var capacity: Int { chunkCount * Self.chunkSize }
+
+    @inlinable
+    func allocateSlot() throws(Errno) -> UInt32 {
+        if freeHead == Self.none {
+            guard addChunk() else { throw .wouldBlock }
+        }
+        let i = freeHead
+        freeHead = slot(i).pointee.nextFree
+        liveTotal += 1
+        return i
+    }
+
+    @inlinable
+    func freeSlot(_ i: UInt32) {
+        let s = slot(i)
+        s.pointee.state = State.free
+        s.pointee.generation &+= 1
+        if s.pointee.generation == 0 { s.pointee.generation = 1 }
+        s.pointee.nextFree = freeHead
+        freeHead = i
+        liveTotal -= 1
+        ready.remove(i)
+        timers.cancel(i)
+    }
+
+    // MARK: - Tokens
+
+    @inlinable
+    public func token(of index: UInt32) -> QToken {
+        QToken(rawValue: UInt64(slot(index).pointee.generation) << 32 | UInt64(index))
+    }
+
+    /// The slot of a live operation token (pending or completed), or nil for an unknown, consumed or forged token.
+    @inlinable
+    public func index(of qt: QToken) -> UInt32? {
+        let i = UInt32(truncatingIfNeeded: qt.rawValue)
+        guard Int(i) < capacity else { return nil }
+        let s = slot(i)
+        guard s.pointee.generation == UInt32(truncatingIfNeeded: qt.rawValue >> 32),
+              s.pointee.state == State.pending || s.pointee.state == State.completed else { return nil }
+        return i
+    }
+
+    /// True if `qt` names a completed operation whose result waits to be taken.
+    @inlinable
+    public func isCompleted(_ qt: QToken) -> Bool {
+        guard let i = index(of: qt) else { return false }
+        return slot(i).pointee.state == State.completed
+    }
+
+    // MARK: - Application coroutines
+
+    /// Starts an operation coroutine. It starts runnable, so the libOS polls it in the next pass.
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable
+    public func spawn(_ operation: Operation) throws(Errno) -> QToken {
+        let i = try allocateSlot()
+        let s = slot(i)
+        s.pointee.state = State.pending
+        s.pointee.operation = operation
+        s.pointee.tag = 0
+        ready.insert(i)
+        return token(of: i)
+    }
+
+    /// The record of operation `index`, to read and update while polling it.
+    @inlinable
+    public func operation(_ index: UInt32) -> UnsafeMutablePointer<Operation> {
+        UnsafeMutableRawPointer(slot(index)).advanced(by: Scheduler.operationOffset)
+            .assumingMemoryBound(to: Operation.self)
+    }
+
+    /// True if `index` is a pending operation (not completed, not free, not background).
+    @inlinable
+    public func isPending(_ index: UInt32) -> Bool { slot(index).pointee.state == State.pending }
+
+    /// Completes operation `index` with `result` (its `qt` is filled in). The result waits in the slot for a wait.
+    @inlinable
+    public func complete(_ index: UInt32, _ result: QResult) {
+        let s = slot(index)
+        guard s.pointee.state == State.pending else { return }
+        s.pointee.state = State.completed
+        s.pointee.result = result
+        s.pointee.result.qt = token(of: index)
+        s.pointee.operation.sga = .empty
+        ready.remove(index)
+        timers.cancel(index)
+        // Append to the completion list.
+        s.pointee.completedNext = Self.none
+        s.pointee.completedPrev = completedTail
+        if completedTail != Self.none { slot(completedTail).pointee.completedNext = index } else {
+            completedHead = index
+        }
+        completedTail = index
+        completedTotal += 1
+    }
+
+    /// Takes the result of a completed operation, consuming the token. Nil if `qt` is not completed (or not valid).
+    @inlinable
+    public func take(_ qt: QToken) -> QResult? {
+        let i = UInt32(truncatingIfNeeded: qt.rawValue)
+        guard Int(i) < capacity else { return nil }
+        let s = slot(i)
+        guard s.pointee.state == State.completed, s.pointee.generation == UInt32(truncatingIfNeeded: qt.rawValue >> 32)
+        else { return nil }
+        return takeSlot(i)
+    }
+
+    /// Takes the oldest completed result, if any.
+    @inlinable
+    public func takeNextCompleted() -> QResult? {
+        guard completedHead != Self.none else { return nil }
+        return takeSlot(completedHead)
+    }
+
+    @inlinable
+    func takeSlot(_ i: UInt32) -> QResult {
+        let s = slot(i)
+        let r = s.pointee.result
+        let p = s.pointee.completedPrev
+        let n = s.pointee.completedNext
+        if p != Self.none { slot(p).pointee.completedNext = n } else { completedHead = n }
+        if n != Self.none { slot(n).pointee.completedPrev = p } else { completedTail = p }
+        completedTotal -= 1
+        freeSlot(i)
+        return r
+    }
+
+    // MARK: - Background coroutines and timers
+
+    /// Starts a background coroutine with a libOS-defined `tag`; returns its index. It starts runnable.
+    @inlinable
+    public func spawnBackground(tag: UInt64) throws(Errno) -> UInt32 {
+        let i = try allocateSlot()
+        let s = slot(i)
+        s.pointee.state = State.background
+        s.pointee.tag = tag
+        ready.insert(i)
+        return i
+    }
+
+    /// Ends a background coroutine.
+    @inlinable
+    public func endBackground(_ index: UInt32) {
+        guard slot(index).pointee.state == State.background else { return }
+        freeSlot(index)
+    }
+
+    /// The tag of background coroutine `index`, or nil if `index` is not one.
+    @inlinable
+    public func backgroundTag(_ index: UInt32) -> UInt64? {
+        let s = slot(index)
+        return s.pointee.state == State.background ? s.pointee.tag : nil
+    }
+
+    /// Makes task `index` runnable. Waking a task that is not pending or background has no effect on it.
+    @inlinable @inline(__always)
+    public func wake(_ index: UInt32) { ready.insert(index) }
+
+    /// Arms (or re-arms) the timer of task `index`: it is woken once `deadline` has passed.
+    @inlinable
+    public func armTimer(_ index: UInt32, at deadline: Instant) { timers.arm(index, at: deadline.rawValue) }
+
+    @inlinable
+    public func cancelTimer(_ index: UInt32) { timers.cancel(index) }
+
+    /// The earliest armed timer, if any.
+    @inlinable
+    public var nextTimerDeadline: Instant? { timers.nextDeadline.map { Instant(rawValue: $0) } }
+
+    /// Wakes every task whose timer is due at `now`; returns how many.
+    @inlinable @discardableResult
+    public func fireTimers(now: Instant) -> Int {
+        var n = 0
+        while let t = timers.popExpired(now: now.rawValue) {
+            ready.insert(t)
+            n += 1
+        }
+        return n
+    }
+
+    /// True if no task is runnable.
+    @inlinable public var isIdle: Bool { ready.isEmpty }
+
+    /// Runs one pass: calls `poll` once for each runnable pending operation or background coroutine, in index order.
+    /// Tasks woken during the pass run in this pass if their word is not reached yet, else in the next one.
+    @inlinable @inline(__always)
+    public func runReady(_ poll: (UInt32) -> Void) {
+        ready.drain { i in
+            let st = slot(i).pointee.state
+            if st == State.pending || st == State.background { poll(i) }
+        }
+    }
+}

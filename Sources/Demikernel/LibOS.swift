@@ -1,0 +1,300 @@
+@_exported import DemiBuffers
+@_exported import DemiCore
+import DemiKernelSockets
+@_exported import DemiRuntime
+import Foundation
+
+/// One library OS instance: the PDPIX API over one device.
+///
+/// ```swift
+/// let os = try LibOS()                         // LIBOS and CONFIG_PATH from the environment; catnap by default
+/// let qd = try os.socket(.inet, .datagram)
+/// try os.bind(qd, to: SocketAddressV4(.loopback, 9000))
+/// let qt = try os.pop(qd)
+/// let result = try os.wait(qt)                 // or: try await os.pop(qd) inside os.run { ... }
+/// ```
+///
+/// Calls that start I/O (`accept`, `connect`, `push`, `pushTo`, `pop`, `asyncClose`) return a ``QToken``; the wait
+/// calls run the libOS's scheduler on the calling thread until the operation completes. Every failure is an
+/// ``Errno``. A `LibOS` belongs to the thread that created it (like upstream, one libOS per thread); it is not
+/// `Sendable`.
+public final class LibOS {
+    /// The concrete libOS behind the facade. Dispatch is a `switch`: no existentials on the datapath.
+    @usableFromInline
+    enum Backend {
+        case kernelSockets(KernelSocketLibOS)
+    }
+
+    @usableFromInline let backend: Backend
+    public let name: LibOSName
+    public let configuration: Configuration
+    @exclusivity(unchecked) @usableFromInline var waitAnyRotor = 0
+    @exclusivity(unchecked) @usableFromInline var asyncWaiters: [AsyncWaiter] = []
+
+    /// Creates the libOS named by `LIBOS` (default: the kernel-socket libOS), configured from `CONFIG_PATH` and the
+    /// environment.
+    public convenience init() throws(LibOSError) {
+        let env = ProcessInfo.processInfo.environment
+        let name: LibOSName
+        do { name = try env["LIBOS"].map { v throws(ConfigurationError) in try LibOSName(parsing: v) } ?? .default }
+        catch { throw .configuration(error) }
+        let config: Configuration
+        do { config = try Configuration.fromEnvironment(env) } catch { throw .configuration(error) }
+        try self.init(name, configuration: config)
+    }
+
+    /// Creates a libOS by name with an explicit configuration.
+    public init(_ name: LibOSName, configuration: Configuration = Configuration()) throws(LibOSError) {
+        self.name = name
+        self.configuration = configuration
+        switch name {
+        case .kernelSockets:
+            do {
+                backend = .kernelSockets(try KernelSocketLibOS(options: configuration.kernelSocketOptions))
+            } catch {
+                throw .device(error)
+            }
+        }
+    }
+
+    /// The libOS's buffer pool (for `sgaalloc`-style allocation and statistics).
+    @inlinable public var pool: BufferPool {
+        switch backend {
+        case .kernelSockets(let k): k.pool
+        }
+    }
+
+    @inlinable public var scheduler: Scheduler {
+        switch backend {
+        case .kernelSockets(let k): k.scheduler
+        }
+    }
+
+    /// Runs one pass of the libOS (devices, timers, runnable coroutines) without waiting.
+    @inlinable public func poll() {
+        switch backend {
+        case .kernelSockets(let k): k.poll(now: .now())
+        }
+    }
+
+    /// Counters of the libOS, as name-value pairs (for `demi` and monitoring; not for the datapath).
+    public var statistics: [(String, Int)] {
+        switch backend {
+        case .kernelSockets(let k):
+            let s = k.statistics
+            return [("send_calls", s.sendCalls), ("receive_calls", s.receiveCalls), ("would_block", s.wouldBlock),
+                    ("epoll_waits", s.epollWaits), ("bytes_sent", s.bytesSent), ("bytes_received", s.bytesReceived),
+                    ("buffers_in_use", k.pool.buffersInUse)]
+        }
+    }
+
+    // MARK: - Control path
+
+    /// Creates a socket queue. Only `.inet` with `.stream` (TCP) or `.datagram` (UDP) is supported (`ENOTSUP`).
+    @inlinable
+    public func socket(_ domain: AddressFamily = .inet, _ type: SocketType) throws(Errno) -> QDesc {
+        switch backend {
+        case .kernelSockets(let k): try k.socket(domain: domain, type: type)
+        }
+    }
+
+    /// Binds a socket to a local address. `0.0.0.0` and port 0 are wildcards, as on Linux.
+    @inlinable
+    public func bind(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) {
+        switch backend {
+        case .kernelSockets(let k): try k.bind(qd, to: address)
+        }
+    }
+
+    /// Marks a bound TCP socket as accepting connections. `backlog` must be at least 1.
+    @inlinable
+    public func listen(_ qd: QDesc, backlog: Int) throws(Errno) {
+        switch backend {
+        case .kernelSockets(let k): try k.listen(qd, backlog: backlog)
+        }
+    }
+
+    /// Starts accepting one connection; the result carries the new queue and the peer's address.
+    @inlinable
+    public func accept(_ qd: QDesc) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.accept(qd)
+        }
+    }
+
+    /// Starts connecting (TCP), or sets the default destination (UDP).
+    @inlinable
+    public func connect(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.connect(qd, to: address)
+        }
+    }
+
+    /// Closes a queue. Its pending operations complete as failed with `ECANCELED`; their tokens stay waitable.
+    @inlinable
+    public func close(_ qd: QDesc) throws(Errno) {
+        switch backend {
+        case .kernelSockets(let k): try k.close(qd)
+        }
+    }
+
+    /// Closes a queue and returns a token that completes with opcode `CLOSE` once it is closed.
+    @inlinable
+    public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.asyncClose(qd)
+        }
+    }
+
+    /// The local address of a socket (a real `getsockname`, unlike upstream's `ENOSYS`).
+    @inlinable
+    public func localAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
+        switch backend {
+        case .kernelSockets(let k): try k.localAddress(qd)
+        }
+    }
+
+    /// The peer address of a connected socket (`ENOTCONN` otherwise).
+    @inlinable
+    public func peerAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
+        switch backend {
+        case .kernelSockets(let k): try k.peerAddress(qd)
+        }
+    }
+
+    @inlinable
+    public func setOption(_ qd: QDesc, _ option: SocketOption) throws(Errno) {
+        switch backend {
+        case .kernelSockets(let k): try k.setOption(qd, option)
+        }
+    }
+
+    @inlinable
+    public func option(_ qd: QDesc, _ name: SocketOptionName) throws(Errno) -> SocketOption {
+        switch backend {
+        case .kernelSockets(let k): try k.option(qd, name)
+        }
+    }
+
+    // MARK: - Data path
+
+    /// Starts sending an array on a connected queue. The libOS keeps its own reference to every segment until the
+    /// push completes, so the application may `sgafree` right away.
+    @inlinable
+    public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.push(qd, sga)
+        }
+    }
+
+    /// Starts sending an array to an address (UDP; TCP ignores the address).
+    @inlinable
+    public func pushTo(_ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.pushTo(qd, sga, to: address)
+        }
+    }
+
+    /// Starts receiving. The result's array belongs to the application; a zero-length array is a TCP end-of-file.
+    @inlinable
+    public func pop(_ qd: QDesc) throws(Errno) -> QToken {
+        switch backend {
+        case .kernelSockets(let k): try k.pop(qd)
+        }
+    }
+
+    // MARK: - Waiting
+
+    /// Waits for one operation and consumes its token. A nil timeout waits for ever; zero polls once.
+    @inlinable
+    public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
+        switch backend {
+        case .kernelSockets(let k): try k.wait(qt, timeout: timeout)
+        }
+    }
+
+    /// Waits for the first of several operations; returns its index in `qts` and its result.
+    @inlinable
+    public func waitAny(_ qts: UnsafeBufferPointer<QToken>, timeout: Duration? = nil) throws(Errno) -> (Int, QResult) {
+        switch backend {
+        case .kernelSockets(let k): try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor)
+        }
+    }
+
+    /// Waits for the first of several operations; returns its index in `qts` and its result.
+    @inlinable
+    public func waitAny(_ qts: [QToken], timeout: Duration? = nil) throws(Errno) -> (Int, QResult) {
+        try qts.withUnsafeBufferPointer { (b: UnsafeBufferPointer<QToken>) throws(Errno) -> (Int, QResult) in
+            try waitAny(b, timeout: timeout)
+        }
+    }
+
+    /// Waits until any operation completes, then returns up to `out.count` results in completion order.
+    @inlinable
+    public func waitNext(into out: UnsafeMutableBufferPointer<QResult>, timeout: Duration? = nil) throws(Errno) -> Int {
+        switch backend {
+        case .kernelSockets(let k): try k.waitNext(into: out, timeout: timeout)
+        }
+    }
+
+    /// Waits until any operation completes, then returns up to `n` results in completion order.
+    public func waitNext(_ n: Int, timeout: Duration? = nil) throws(Errno) -> [QResult] {
+        guard n > 0 else { throw .invalidArgument }
+        let buf = UnsafeMutableBufferPointer<QResult>.allocate(capacity: n)
+        defer { buf.deallocate() }
+        let k = try waitNext(into: buf, timeout: timeout)
+        return Array(buf[0..<k])
+    }
+
+    // MARK: - Memory
+
+    /// Allocates an array of one segment of `size` bytes from the libOS's pool. Sizes above 64 KiB are allowed.
+    /// Throws `EINVAL` for a size of zero or less, `ENOMEM` when memory runs out.
+    @inlinable
+    public func sgaalloc(_ size: Int) throws(Errno) -> ScatterGatherArray {
+        guard size > 0 else { throw .invalidArgument }
+        guard let b = pool.allocate(size: size) else { throw .noMemory }
+        b.header.pointee.flags |= BufferHeader.Flags.appOwned
+        return ScatterGatherArray(head: b)
+    }
+
+    /// Allocates an array holding a copy of `bytes` (a convenience for tools and tests).
+    public func sgaalloc(copying bytes: some Collection<UInt8>) throws(Errno) -> ScatterGatherArray {
+        let sga = try sgaalloc(max(bytes.count, 1))
+        let b = sga.head!
+        b.setCount(bytes.count)
+        _ = bytes.withContiguousStorageIfAvailable { b.write(UnsafeRawBufferPointer($0)) }
+            ?? Array(bytes).withUnsafeBytes { b.write($0) }
+        return sga
+    }
+
+    /// Returns the application's reference to every segment of `sga`. A double free or a foreign array is `EINVAL`.
+    @inlinable
+    public func sgafree(_ sga: ScatterGatherArray) throws(Errno) {
+        guard let h = sga.head else { throw .invalidArgument }
+        try pool.freeFromApplication(h)
+    }
+}
+
+/// Why a libOS could not be created.
+public enum LibOSError: Error, CustomStringConvertible, Sendable {
+    case configuration(ConfigurationError)
+    case device(Errno)
+
+    /// The errno reported at the C ABI.
+    public var errno: Errno {
+        switch self {
+        case .configuration(.unknownLibOS): .invalidArgument
+        case .configuration(.unreadableFile): .noEntry
+        case .configuration: .invalidArgument
+        case .device(let e): e
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .configuration(let c): c.description
+        case .device(let e): "device initialisation failed: \(e)"
+        }
+    }
+}
