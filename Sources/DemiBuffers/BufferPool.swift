@@ -28,7 +28,10 @@ public final class BufferPool {
 
     @exclusivity(unchecked) var freeLists: UnsafeMutablePointer<UnsafeMutablePointer<BufferHeader>?>
     @exclusivity(unchecked) var freeViews: UnsafeMutablePointer<BufferHeader>?
-    @exclusivity(unchecked) var arenas: [(start: UInt, end: UInt)] = []
+    /// Address ranges of the header arenas, as (start, end) pairs: `arenas[2k]`, `arenas[2k+1]`.
+    @exclusivity(unchecked) var arenas: UnsafeMutablePointer<UInt> = .allocate(capacity: 64)
+    @exclusivity(unchecked) var arenaCount = 0
+    @exclusivity(unchecked) var arenaCapacity = 32
     @exclusivity(unchecked) var chunks: [UnsafeMutableRawPointer] = []
     @exclusivity(unchecked) var externalRelease: ExternalRelease?
     @exclusivity(unchecked) var externalContext: UnsafeMutableRawPointer?
@@ -47,6 +50,7 @@ public final class BufferPool {
     deinit {
         for c in chunks { free(c) }
         freeLists.deallocate()
+        arenas.deallocate()
     }
 
     // MARK: - Allocation
@@ -188,8 +192,13 @@ public final class BufferPool {
         guard let p = pointer else { return nil }
         let a = UInt(bitPattern: p)
         let stride = UInt(MemoryLayout<BufferHeader>.stride)
-        for r in arenas where a >= r.start && a < r.end {
-            guard (a - r.start) % stride == 0 else { return nil }
+        var k = 0
+        while k < arenaCount {
+            let start = arenas[2 * k]
+            let end = arenas[2 * k + 1]
+            k += 1
+            guard a >= start && a < end else { continue }
+            guard (a - start) % stride == 0 else { return nil }
             let h = UnsafeMutablePointer<BufferHeader>(mutating: p.assumingMemoryBound(to: BufferHeader.self))
             guard h.pointee.magic == BufferHeader.magicValue, h.pointee.flags & BufferHeader.Flags.inUse != 0 else {
                 return nil
@@ -285,7 +294,16 @@ public final class BufferPool {
                 magic: BufferHeader.magicValue, kind: BufferHeader.Kind.view, flags: 0, sizeClass: 0, reserved: 0))
         }
         let start = UInt(bitPattern: m)
-        arenas.append((start, start + UInt(stride * count)))
+        if arenaCount == arenaCapacity {
+            let bigger = UnsafeMutablePointer<UInt>.allocate(capacity: 4 * arenaCapacity)
+            bigger.update(from: arenas, count: 2 * arenaCount)
+            arenas.deallocate()
+            arenas = bigger
+            arenaCapacity *= 2
+        }
+        arenas[2 * arenaCount] = start
+        arenas[2 * arenaCount + 1] = start + UInt(stride * count)
+        arenaCount += 1
         headersCreated += count
         return (base, count)
     }

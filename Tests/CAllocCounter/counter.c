@@ -48,3 +48,21 @@ int posix_memalign(void **out, size_t al, size_t n) {
     *out = p;
     return 0;
 }
+
+// The Swift runtime's throw hooks (exported by libswiftCore). With a typed-throw hook unset, the runtime boxes the
+// error for the untyped hook, so both are suspended.
+extern void *_swift_willThrowTypedImpl __attribute__((weak));
+extern void *_swift_willThrow __attribute__((weak));
+static void *saved_untyped;
+
+void *alloc_counter_suspend_throw_hook(void) {
+    if (!&_swift_willThrowTypedImpl || !&_swift_willThrow) return 0;
+    saved_untyped = __atomic_exchange_n(&_swift_willThrow, (void *)0, __ATOMIC_SEQ_CST);
+    return __atomic_exchange_n(&_swift_willThrowTypedImpl, (void *)0, __ATOMIC_SEQ_CST);
+}
+
+void alloc_counter_restore_throw_hook(void *previous) {
+    if (!&_swift_willThrowTypedImpl || !&_swift_willThrow) return;
+    __atomic_store_n(&_swift_willThrowTypedImpl, previous, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&_swift_willThrow, saved_untyped, __ATOMIC_SEQ_CST);
+}

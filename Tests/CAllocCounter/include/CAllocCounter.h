@@ -17,3 +17,14 @@ int alloc_counter_active(void);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Swift Testing installs a hook that captures a backtrace (allocating) on every thrown error. These suspend and
+/// restore it, so allocation tests measure the library's error paths rather than the test framework.
+void *alloc_counter_suspend_throw_hook(void);
+void alloc_counter_restore_throw_hook(void *previous);
+#ifdef __cplusplus
+}
+#endif
