@@ -200,3 +200,6 @@ public struct Configuration: Sendable {
         return o
     }
 }
+
+/// How the kernel-socket libOS polls blocked operations (`catnap.poll_mode` / `POLL_MODE`).
+public typealias KernelPollMode = DemiKernelSockets.KernelPollMode
