@@ -8,6 +8,7 @@
 //   DemiRuntime   the coroutine scheduler, timers, completions, the socket state machine
 //   DemiWire      wire formats (views over bytes, header values, checksums)
 //   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
+//   DemiSharedMemory    libOS of shared-memory queues between processes (LIBOS=catmem)
 //   Demikernel    the facade: libOS selection, configuration, the async/await layer
 //   demi          the command-line tool (echo, ping, bench)
 import PackageDescription
@@ -45,9 +46,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "DemiSharedMemory",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "CDemiLinux"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "Demikernel",
             dependencies: [
-                "DemiCore", "DemiBuffers", "DemiRuntime", "DemiKernelSockets", "CDemiLinux",
+                "DemiCore", "DemiBuffers", "DemiRuntime", "DemiKernelSockets", "DemiSharedMemory", "CDemiLinux",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -200,3 +200,59 @@ void cdemi_cpu_relax(void) {
     __asm__ __volatile__("pause");
 #endif
 }
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+void *cdemi_shm_map(const char *name, size_t size, int create) {
+    int fd = shm_open(name, create ? (O_RDWR | O_CREAT | O_EXCL) : O_RDWR, 0600);
+    if (fd < 0) return NULL;
+    if (create && ftruncate(fd, (off_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        shm_unlink(name);
+        errno = e;
+        return NULL;
+    }
+    if (!create) {
+        struct stat st;
+        if (fstat(fd, &st) != 0 || (size_t)st.st_size < size) {
+            close(fd);
+            errno = EINVAL;
+            return NULL;
+        }
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        if (create) shm_unlink(name);
+        errno = e;
+        return NULL;
+    }
+    return p;
+}
+
+int cdemi_shm_unmap(void *addr, size_t size) { return munmap(addr, size); }
+int cdemi_shm_unlink(const char *name) { return shm_unlink(name); }
+
+int cdemi_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int cdemi_pidfd_exited(int pidfd) {
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int r = poll(&p, 1, 0);
+    if (r < 0) return -1;
+    return r > 0 ? 1 : 0;
+}
+
+int cdemi_getpid(void) { return (int)getpid(); }

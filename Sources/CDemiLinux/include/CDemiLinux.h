@@ -56,6 +56,26 @@ int cdemi_cpu_count(void);
 uint64_t cdemi_rdtsc(void);
 void cdemi_cpu_relax(void);
 
+// Shared memory between processes (POSIX shm under /dev/shm).
+/// Creates (exclusive) or opens a shared-memory object and maps `size` bytes of it. Returns the mapping or NULL.
+void *cdemi_shm_map(const char *name, size_t size, int create);
+int cdemi_shm_unmap(void *addr, size_t size);
+int cdemi_shm_unlink(const char *name);
+
+// Processes.
+int cdemi_pidfd_open(int pid);          // a pidfd, or -1
+int cdemi_pidfd_exited(int pidfd);      // 1 if the process has exited, 0 if alive, -1 on error
+int cdemi_getpid(void);
+
+// Atomics on shared memory. Static inline, so Swift inlines them: plain loads and stores with acquire/release order.
+static inline uint64_t cdemi_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void cdemi_store_release_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t cdemi_load_acquire_u32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void cdemi_store_release_u32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int cdemi_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
 #ifdef __cplusplus
 }
 #endif
