@@ -71,6 +71,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(name: "SharedMemoryPattern", dependencies: ["Demikernel"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "demi-shm-peer",
+            dependencies: ["Demikernel", "SharedMemoryPattern"],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Tests
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
         .testTarget(name: "DemiCoreTests", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
@@ -79,7 +86,7 @@ let package = Package(
         .testTarget(name: "DemiWireTests", dependencies: ["DemiWire"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
-            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux"],
+            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer"],
             swiftSettings: swiftSettings
         ),
     ]

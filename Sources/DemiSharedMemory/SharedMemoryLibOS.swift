@@ -1,1 +1,548 @@
-// placeholder
+#if canImport(Glibc)
+import Glibc
+#endif
+import CDemiLinux
+import DemiBuffers
+import DemiCore
+import DemiRuntime
+
+/// Settings of the shared-memory libOS (`catmem:` in the configuration).
+public struct SharedMemoryOptions: Sendable {
+    /// Bytes of each direction's ring; rounded up to a power of two, at least 4 KiB.
+    public var ringSize = 256 * 1024
+    /// The largest message; larger pushes fail with `EMSGSIZE`. Messages larger than half a ring travel in fragments.
+    public var maxMessageSize = 16 * 1024 * 1024
+    /// How often a background coroutine checks that the peers of open pipes are alive.
+    public var livenessInterval: Duration = .milliseconds(2)
+    /// Slots of an in-process memory queue; pushes block (stay pending) while it is full.
+    public var memoryQueueCapacity = 4096
+
+    public init() {}
+}
+
+/// The shared-memory libOS (upstream's catmem, removed there in 2024): PDPIX queues between processes.
+///
+/// A *pipe* is a named POSIX shared-memory object holding a control block and two single-producer single-consumer
+/// rings, one per direction. `createPipe(name)` makes it; one other process attaches with `openPipe(name)`, which
+/// also removes the name from `/dev/shm`, so nothing is left behind once both sides unmap it (close or death).
+/// Either side may push and pop. Closing sets a flag that the peer reads as end-of-file (a zero-length pop) once the
+/// ring is drained. A background coroutine checks the peer's pidfd on a timer, so if the peer dies (even `kill -9`)
+/// the survivor's pending and later pops fail with `ECONNRESET` instead of hanging.
+///
+/// `queue()` makes an in-process memory queue (PDPIX's `queue()`): push hands the array over without copying and
+/// pop receives a view of it.
+///
+/// Blocked operations are busy-polled: each retry is a load of a cached index, with no system call.
+public final class SharedMemoryLibOS: PollingLibOS {
+    public let scheduler = Scheduler()
+    public let pool: BufferPool
+    public let options: SharedMemoryOptions
+
+    static let magic: UInt64 = 0x4550_4950_494D_4544  // "DEMIPIPE"
+    static let version: UInt32 = 1
+    static let controlSize = 4096
+
+    enum Offset {
+        static let magic = 0
+        static let version = 8
+        static let ringSize = 12
+        static let maxMessage = 16
+        static let creatorPid = 64
+        static let openerPid = 128
+        static let creatorClosed = 192
+        static let openerClosed = 256
+        static let aTail = 320
+        static let aHead = 384
+        static let bTail = 448
+        static let bHead = 512
+    }
+
+    enum Kind { case pipe, memory }
+
+    struct Queue {
+        var inUse = false
+        var kind: Kind = .memory
+        var isCreator = false
+        var name: String = ""
+        var mapping: UnsafeMutableRawPointer?
+        var mappingSize = 0
+        var producer: RingProducer?
+        var consumer: RingConsumer?
+        var ourClosed: UnsafeMutablePointer<UInt32>?
+        var peerClosed: UnsafeMutablePointer<UInt32>?
+        var peerPid: UnsafeMutablePointer<UInt32>?
+        var peerPidfd: Int32 = -1
+        var peerDead = false
+        var endOfFile = false
+        var pops = OperationList()
+        var pushes = OperationList()
+        /// A message being reassembled from fragments, and the bytes filled so far.
+        var partial: DemiBuffer?
+        var partialFilled = 0
+        /// Memory queue: a circular buffer of pushed arrays.
+        var slots: UnsafeMutablePointer<ScatterGatherArray>?
+        var slotHead = 0
+        var slotCount = 0
+        var nextFree = -1
+    }
+
+    struct OperationList {
+        var head: UInt32 = Operation.none
+        var tail: UInt32 = Operation.none
+        var isEmpty: Bool { head == Operation.none }
+    }
+
+    @exclusivity(unchecked) var queues: [Queue] = []
+    @exclusivity(unchecked) var freeQueue = -1
+    @exclusivity(unchecked) var liveness: UInt32 = Operation.none
+    @exclusivity(unchecked) var pipeCount = 0
+    let ringSize: Int
+
+    public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
+        self.options = options
+        self.pool = pool
+        var r = 4096
+        while r < options.ringSize && r < 1 << 30 { r <<= 1 }
+        ringSize = r
+        queues.reserveCapacity(256)
+    }
+
+    deinit {
+        for i in queues.indices where queues[i].inUse { release(i) }
+    }
+
+    // MARK: - Queue table
+
+    @inline(__always)
+    func queueIndex(_ qd: QDesc) throws(Errno) -> Int {
+        let i = Int(qd.rawValue) - Int(QDesc.base)
+        guard i >= 0, i < queues.count, queues[i].inUse else { throw .badDescriptor }
+        return i
+    }
+
+    func addQueue(_ q: Queue) -> QDesc {
+        var q = q
+        q.inUse = true
+        let i: Int
+        if freeQueue >= 0 {
+            i = freeQueue
+            freeQueue = queues[i].nextFree
+            queues[i] = q
+        } else {
+            i = queues.count
+            queues.append(q)
+        }
+        return QDesc(rawValue: Int32(i) + QDesc.base)
+    }
+
+    /// Unmaps and forgets queue `i` (its operations must be finished or failed already).
+    func release(_ i: Int) {
+        if let m = queues[i].mapping {
+            if let c = queues[i].ourClosed { cdemi_store_release_u32(c, 1) }
+            // A creator whose pipe was never opened still owns the name.
+            if queues[i].isCreator, let p = queues[i].peerPid, cdemi_load_acquire_u32(p) == 0 {
+                _ = cdemi_shm_unlink(queues[i].name)
+            }
+            _ = cdemi_shm_unmap(m, queues[i].mappingSize)
+            pipeCount -= 1
+        }
+        if queues[i].peerPidfd >= 0 { Glibc.close(queues[i].peerPidfd) }
+        if let p = queues[i].partial { p.release() }
+        if let s = queues[i].slots {
+            for k in 0..<queues[i].slotCount {
+                s[(queues[i].slotHead + k) % options.memoryQueueCapacity].releaseAll()
+            }
+            s.deallocate()
+        }
+        queues[i] = Queue()
+        queues[i].nextFree = freeQueue
+        freeQueue = i
+    }
+
+    // MARK: - Names
+
+    /// Checks a pipe name: 1 to 200 characters of `A-Z a-z 0-9 . _ -`, not starting with a dot.
+    public static func validate(name: String) throws(Errno) {
+        let u = Array(name.utf8)
+        guard !u.isEmpty, u.count <= 200, u[0] != UInt8(ascii: ".") else { throw .invalidArgument }
+        for c in u {
+            let ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c == 46 || c == 95
+                || c == 45
+            guard ok else { throw .invalidArgument }
+        }
+    }
+
+    /// The shared-memory object name of a pipe.
+    public static func objectName(_ name: String) -> String { "/demi-\(name)" }
+
+    // MARK: - Pipes
+
+    /// Creates a named pipe and returns its queue. `EEXIST` if the name is taken, `EINVAL` for a bad name.
+    public func createPipe(_ name: String) throws(Errno) -> QDesc {
+        try Self.validate(name: name)
+        let object = Self.objectName(name)
+        Self.removeStale(object)
+        let size = Self.controlSize + 2 * ringSize
+        guard let m = cdemi_shm_map(object, size, 1) else { throw Errno.current }
+        m.storeBytes(of: Self.version, toByteOffset: Offset.version, as: UInt32.self)
+        m.storeBytes(of: UInt32(ringSize), toByteOffset: Offset.ringSize, as: UInt32.self)
+        m.storeBytes(of: UInt64(options.maxMessageSize), toByteOffset: Offset.maxMessage, as: UInt64.self)
+        m.storeBytes(of: UInt32(cdemi_getpid()), toByteOffset: Offset.creatorPid, as: UInt32.self)
+        cdemi_store_release_u64(word(m, Offset.magic), Self.magic)
+        var q = Queue()
+        q.kind = .pipe
+        q.isCreator = true
+        q.name = object
+        q.mapping = m
+        q.mappingSize = size
+        q.producer = RingProducer(tail: word(m, Offset.aTail), head: word(m, Offset.aHead),
+                                  data: m + Self.controlSize, capacity: ringSize)
+        q.consumer = RingConsumer(head: word(m, Offset.bHead), tail: word(m, Offset.bTail),
+                                  data: m + Self.controlSize + ringSize, capacity: ringSize)
+        q.ourClosed = half(m, Offset.creatorClosed)
+        q.peerClosed = half(m, Offset.openerClosed)
+        q.peerPid = half(m, Offset.openerPid)
+        pipeCount += 1
+        try startLiveness()
+        return addQueue(q)
+    }
+
+    /// Attaches to a pipe another process created. `ENOENT` if there is none, `EBUSY` if another process attached
+    /// first, `ECONNREFUSED` if its creator is gone.
+    public func openPipe(_ name: String) throws(Errno) -> QDesc {
+        try Self.validate(name: name)
+        let object = Self.objectName(name)
+        guard let m = cdemi_shm_map(object, Self.controlSize, 0) else { throw Errno.current }
+        guard cdemi_load_acquire_u64(word(m, Offset.magic)) == Self.magic,
+              m.load(fromByteOffset: Offset.version, as: UInt32.self) == Self.version else {
+            _ = cdemi_shm_unmap(m, Self.controlSize)
+            throw .wouldBlock  // still being created
+        }
+        let ring = Int(m.load(fromByteOffset: Offset.ringSize, as: UInt32.self))
+        _ = cdemi_shm_unmap(m, Self.controlSize)
+        guard ring >= 4096, ring & (ring - 1) == 0 else { throw .invalidArgument }
+        let size = Self.controlSize + 2 * ring
+        guard let p = cdemi_shm_map(object, size, 0) else { throw Errno.current }
+        guard cdemi_cas_u32(half(p, Offset.openerPid), 0, UInt32(cdemi_getpid())) != 0 else {
+            _ = cdemi_shm_unmap(p, size)
+            throw .busy
+        }
+        // Attached: the name is no longer needed, and removing it now leaves nothing behind.
+        _ = cdemi_shm_unlink(object)
+        let creator = p.load(fromByteOffset: Offset.creatorPid, as: UInt32.self)
+        let pidfd = cdemi_pidfd_open(Int32(bitPattern: creator))
+        if pidfd < 0 && cdemi_load_acquire_u32(half(p, Offset.creatorClosed)) == 0 {
+            _ = cdemi_shm_unmap(p, size)
+            throw .connectionRefused
+        }
+        var q = Queue()
+        q.kind = .pipe
+        q.name = object
+        q.mapping = p
+        q.mappingSize = size
+        q.producer = RingProducer(tail: word(p, Offset.bTail), head: word(p, Offset.bHead),
+                                  data: p + Self.controlSize + ring, capacity: ring)
+        q.consumer = RingConsumer(head: word(p, Offset.aHead), tail: word(p, Offset.aTail),
+                                  data: p + Self.controlSize, capacity: ring)
+        q.ourClosed = half(p, Offset.openerClosed)
+        q.peerClosed = half(p, Offset.creatorClosed)
+        q.peerPid = half(p, Offset.creatorPid)
+        q.peerPidfd = pidfd
+        pipeCount += 1
+        try startLiveness()
+        return addQueue(q)
+    }
+
+    /// Creates an in-process memory queue.
+    public func queue() throws(Errno) -> QDesc {
+        var q = Queue()
+        q.kind = .memory
+        let s = UnsafeMutablePointer<ScatterGatherArray>.allocate(capacity: options.memoryQueueCapacity)
+        q.slots = s
+        return addQueue(q)
+    }
+
+    /// Removes a leftover pipe object whose creator died before anyone attached.
+    static func removeStale(_ object: String) {
+        guard let m = cdemi_shm_map(object, controlSize, 0) else { return }
+        let creator = m.load(fromByteOffset: Offset.creatorPid, as: UInt32.self)
+        let opener = cdemi_load_acquire_u32(half(m, Offset.openerPid))
+        _ = cdemi_shm_unmap(m, controlSize)
+        if opener == 0, creator != 0, kill(pid_t(creator), 0) != 0, errno == ESRCH {
+            _ = cdemi_shm_unlink(object)
+        }
+    }
+
+    // MARK: - Close
+
+    public func close(_ qd: QDesc) throws(Errno) {
+        let i = try queueIndex(qd)
+        cancelAll(i)
+        release(i)
+    }
+
+    public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
+        try close(qd)
+        let qt = try scheduler.spawn(Operation(code: .close, qd: qd))
+        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: .close, qd: qd, qt: qt))
+        return qt
+    }
+
+    func cancelAll(_ i: Int) {
+        for which in 0..<2 {
+            var t = which == 0 ? queues[i].pops.head : queues[i].pushes.head
+            while t != Operation.none {
+                let next = scheduler.operation(t).pointee.link
+                fail(t, .canceled)
+                t = next
+            }
+        }
+        queues[i].pops = OperationList()
+        queues[i].pushes = OperationList()
+    }
+
+    // MARK: - Data path
+
+    public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
+        guard sga.head != nil, sga.isValid else { throw .invalidArgument }
+        let i = try queueIndex(qd)
+        let total = sga.count
+        if queues[i].kind == .pipe {
+            guard total > 0 else { throw .invalidArgument }
+            guard total <= options.maxMessageSize else { throw .messageTooLong }
+        }
+        sga.retainAll()
+        let qt: QToken
+        do {
+            qt = try scheduler.spawn(Operation(code: .push, qd: qd, sga: sga))
+        } catch {
+            sga.releaseAll()
+            throw error
+        }
+        let t = UInt32(truncatingIfNeeded: qt.rawValue)
+        append(t, &queues[i].pushes)
+        pollOperation(t)
+        return qt
+    }
+
+    public func pop(_ qd: QDesc) throws(Errno) -> QToken {
+        let i = try queueIndex(qd)
+        let qt = try scheduler.spawn(Operation(code: .pop, qd: qd))
+        let t = UInt32(truncatingIfNeeded: qt.rawValue)
+        append(t, &queues[i].pops)
+        pollOperation(t)
+        return qt
+    }
+
+    @inline(__always)
+    func append(_ t: UInt32, _ list: inout OperationList) {
+        if list.tail == Operation.none { list.head = t } else { scheduler.operation(list.tail).pointee.link = t }
+        list.tail = t
+    }
+
+    @inline(__always)
+    func advance(_ list: inout OperationList) {
+        let next = scheduler.operation(list.head).pointee.link
+        list.head = next
+        if next == Operation.none { list.tail = Operation.none } else { scheduler.wake(next) }
+    }
+
+    // MARK: - The pass
+
+    public func poll(now: Instant) {
+        scheduler.fireTimers(now: now)
+        scheduler.runReady { t in
+            if let tag = scheduler.backgroundTag(t) {
+                if tag == 1 { checkLiveness(t, now: now) }
+            } else {
+                pollOperation(t)
+            }
+        }
+    }
+
+    func pollOperation(_ t: UInt32) {
+        let op = scheduler.operation(t)
+        guard let i = try? queueIndex(op.pointee.qd) else { return fail(t, .canceled) }
+        switch op.pointee.code {
+        case .pop:
+            guard queues[i].pops.head == t else { return }
+            if queues[i].kind == .pipe { popPipe(t, op, i) } else { popMemory(t, op, i) }
+        case .push:
+            guard queues[i].pushes.head == t else { return }
+            if queues[i].kind == .pipe { pushPipe(t, op, i) } else { pushMemory(t, op, i) }
+        default:
+            break
+        }
+    }
+
+    func fail(_ t: UInt32, _ e: Errno) {
+        let op = scheduler.operation(t)
+        op.pointee.sga.releaseAll()
+        op.pointee.sga = .empty
+        scheduler.complete(t, .failure(op.pointee.qd, scheduler.token(of: t), e))
+    }
+
+    func pushPipe(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
+        if queues[i].peerDead { return failPush(t, i, .connectionReset) }
+        if cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 { return failPush(t, i, .brokenPipe) }
+        let sga = op.pointee.sga
+        let total = sga.count
+        let limit = queues[i].producer.unsafelyUnwrapped.maxFragment
+        while op.pointee.progress < total {
+            let length = min(total - op.pointee.progress, limit)
+            guard queues[i].producer!.hasRoom(RecordHeader.size + padded(length)) else {
+                return scheduler.wake(t)  // busy-poll: retry next pass
+            }
+            let last = op.pointee.progress + length == total
+            queues[i].producer!.write(sga, offset: op.pointee.progress, length: length, total: total,
+                                      flags: last ? 0 : RecordHeader.more)
+            op.pointee.progress += length
+        }
+        op.pointee.sga.releaseAll()
+        op.pointee.sga = .empty
+        advance(&queues[i].pushes)
+        scheduler.complete(t, QResult(opcode: .push, qd: op.pointee.qd, qt: QToken(rawValue: 0)))
+    }
+
+    func failPush(_ t: UInt32, _ i: Int, _ e: Errno) {
+        advance(&queues[i].pushes)
+        fail(t, e)
+    }
+
+    func popPipe(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
+        if queues[i].endOfFile { return completePop(t, op, i, nil) }
+        while queues[i].consumer!.hasRecord() {
+            let (length, flags, total) = queues[i].consumer!.peek()
+            guard length <= total, total <= options.maxMessageSize, length <= ringSize / 2 else {
+                // A corrupt ring: the peer lied. Fail rather than read out of bounds.
+                queues[i].peerDead = true
+                return failPop(t, i, .badMessage)
+            }
+            if queues[i].partial == nil {
+                guard let b = pool.allocate(size: total, headroom: 0) else { return failPop(t, i, .noMemory) }
+                queues[i].partial = b
+                queues[i].partialFilled = 0
+            }
+            let b = queues[i].partial.unsafelyUnwrapped
+            guard queues[i].partialFilled + length <= b.count else {
+                queues[i].peerDead = true
+                return failPop(t, i, .badMessage)
+            }
+            queues[i].consumer!.consume(length: length, into: b.baseAddress + queues[i].partialFilled)
+            queues[i].partialFilled += length
+            if flags & RecordHeader.more == 0 {
+                queues[i].partial = nil
+                return completePop(t, op, i, b)
+            }
+        }
+        // The ring is empty. End-of-file if the peer closed (recheck: data written before the flag must be read).
+        if cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
+            if queues[i].consumer!.hasRecord() { return scheduler.wake(t) }
+            queues[i].endOfFile = true
+            return completePop(t, op, i, nil)
+        }
+        if queues[i].peerDead { return failPop(t, i, .connectionReset) }
+        scheduler.wake(t)  // busy-poll
+    }
+
+    func failPop(_ t: UInt32, _ i: Int, _ e: Errno) {
+        advance(&queues[i].pops)
+        fail(t, e)
+    }
+
+    /// Completes a pop with `buffer`, or with a zero-length array (end-of-file) if nil.
+    func completePop(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int, _ buffer: DemiBuffer?) {
+        var b = buffer
+        if b == nil {
+            guard let z = pool.allocate(size: 0, headroom: 0) else { return failPop(t, i, .noMemory) }
+            b = z
+        }
+        let sga = ScatterGatherArray(head: b)
+        pool.giveToApplication(b.unsafelyUnwrapped)
+        advance(&queues[i].pops)
+        scheduler.complete(t, QResult(opcode: .pop, qd: op.pointee.qd, qt: QToken(rawValue: 0), value: .sga(sga)))
+    }
+
+    func pushMemory(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
+        let cap = options.memoryQueueCapacity
+        guard queues[i].slotCount < cap else { return scheduler.wake(t) }
+        let s = queues[i].slots.unsafelyUnwrapped
+        // The queue keeps the push's references; the push is done once the array is queued.
+        s[(queues[i].slotHead + queues[i].slotCount) % cap] = op.pointee.sga
+        queues[i].slotCount += 1
+        op.pointee.sga = .empty
+        advance(&queues[i].pushes)
+        scheduler.complete(t, QResult(opcode: .push, qd: op.pointee.qd, qt: QToken(rawValue: 0)))
+        if !queues[i].pops.isEmpty { scheduler.wake(queues[i].pops.head) }
+    }
+
+    func popMemory(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
+        guard queues[i].slotCount > 0 else { return }  // woken by the next push
+        let cap = options.memoryQueueCapacity
+        let sga = queues[i].slots.unsafelyUnwrapped[queues[i].slotHead]
+        queues[i].slotHead = (queues[i].slotHead + 1) % cap
+        queues[i].slotCount -= 1
+        // The popper gets its own handles (views), so pusher and popper can each free what they hold.
+        var views: DemiBuffer? = nil
+        var last: DemiBuffer? = nil
+        var seg = sga.head
+        while let s = seg {
+            guard let v = pool.view(of: s) else {
+                sga.releaseAll()
+                return failPop(t, i, .noMemory)
+            }
+            if let l = last { l.header.pointee.next = v.header } else { views = v }
+            last = v
+            seg = s.nextSegment
+        }
+        sga.releaseAll()
+        let out = ScatterGatherArray(head: views)
+        if let h = views { pool.giveToApplication(h) }
+        advance(&queues[i].pops)
+        scheduler.complete(t, QResult(opcode: .pop, qd: op.pointee.qd, qt: QToken(rawValue: 0), value: .sga(out)))
+        if !queues[i].pushes.isEmpty { scheduler.wake(queues[i].pushes.head) }
+    }
+
+    // MARK: - Peer liveness
+
+    func startLiveness() throws(Errno) {
+        guard liveness == Operation.none else { return }
+        liveness = try scheduler.spawnBackground(tag: 1)
+    }
+
+    /// The liveness coroutine: marks pipes whose peer process has exited, then sleeps until the next check.
+    func checkLiveness(_ t: UInt32, now: Instant) {
+        guard pipeCount > 0 else {
+            scheduler.endBackground(t)
+            liveness = Operation.none
+            return
+        }
+        for i in queues.indices where queues[i].inUse && queues[i].kind == .pipe && !queues[i].peerDead {
+            if queues[i].peerPidfd < 0 {
+                // A creator learns its peer when the opener attaches.
+                let pid = cdemi_load_acquire_u32(queues[i].peerPid.unsafelyUnwrapped)
+                guard pid != 0 else { continue }
+                queues[i].peerPidfd = cdemi_pidfd_open(Int32(bitPattern: pid))
+                if queues[i].peerPidfd < 0 { markDead(i); continue }
+            }
+            if cdemi_pidfd_exited(queues[i].peerPidfd) == 1 { markDead(i) }
+        }
+        scheduler.armTimer(t, at: now + options.livenessInterval)
+    }
+
+    func markDead(_ i: Int) {
+        queues[i].peerDead = true
+        if !queues[i].pops.isEmpty { scheduler.wake(queues[i].pops.head) }
+        if !queues[i].pushes.isEmpty { scheduler.wake(queues[i].pushes.head) }
+    }
+}
+
+@inline(__always)
+func word(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointer<UInt64> {
+    (base + offset).assumingMemoryBound(to: UInt64.self)
+}
+
+@inline(__always)
+func half(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointer<UInt32> {
+    (base + offset).assumingMemoryBound(to: UInt32.self)
+}

@@ -1,5 +1,6 @@
 import DemiCore
 import DemiKernelSockets
+import DemiSharedMemory
 import Foundation
 import Yams
 
@@ -27,6 +28,9 @@ import Yams
 ///   arp_table: { "02:00:00:00:00:02": 198.18.0.2 }
 /// catnap:                 # ours: how blocked operations are polled (busy, epoll, auto)
 ///   poll_mode: auto
+/// catmem:                 # ours: shared-memory pipes
+///   ring_size: 262144
+///   max_message_size: 16777216
 /// ```
 public struct Configuration: Sendable {
     public var localIPv4Address: IPv4Address?
@@ -48,6 +52,8 @@ public struct Configuration: Sendable {
     public var enableJumboFrames = false
     public var pollMode: KernelPollMode = .auto
     public var tcpPopSize = 9216
+    public var ringSize = 256 * 1024
+    public var maxMessageSize = 16 * 1024 * 1024
 
     public init() {}
 
@@ -106,6 +112,10 @@ public struct Configuration: Sendable {
                 }
             }
         }
+        if let c = top["catmem"] as? [String: Any] {
+            if let v = c["ring_size"] { try set("ring_size", v) }
+            if let v = c["max_message_size"] { try set("max_message_size", v) }
+        }
         if let c = top["catnap"] as? [String: Any] {
             if let v = c["poll_mode"] { try set("poll_mode", v) }
             if let v = c["tcp_pop_size"] { try set("tcp_pop_size", v) }
@@ -116,7 +126,7 @@ public struct Configuration: Sendable {
     public static let environmentKeys = [
         "local_ipv4_addr", "local_link_addr", "linger", "nodelay", "keepalive", "arp_cache_ttl", "arp_request_timeout",
         "arp_request_retries", "linux_interface_name", "xdp_interface_index", "mtu", "mss", "poll_mode",
-        "tcp_pop_size",
+        "tcp_pop_size", "ring_size", "max_message_size",
     ]
 
     public mutating func apply(environment env: [String: String]) throws(ConfigurationError) {
@@ -184,9 +194,25 @@ public struct Configuration: Sendable {
             let s = try int()
             guard (1...(1 << 20)).contains(s) else { throw .invalidValue(key: key, value: text) }
             tcpPopSize = s
+        case "ring_size":
+            let r = try int()
+            guard (4096...(1 << 30)).contains(r) else { throw .invalidValue(key: key, value: text) }
+            ringSize = r
+        case "max_message_size":
+            let m = try int()
+            guard (1...(1 << 30)).contains(m) else { throw .invalidValue(key: key, value: text) }
+            maxMessageSize = m
         default:
             break
         }
+    }
+
+    /// The shared-memory libOS's options derived from this configuration.
+    public var sharedMemoryOptions: SharedMemoryOptions {
+        var o = SharedMemoryOptions()
+        o.ringSize = ringSize
+        o.maxMessageSize = maxMessageSize
+        return o
     }
 
     /// The kernel-socket libOS's options derived from this configuration.

@@ -1,6 +1,7 @@
 @_exported import DemiBuffers
 @_exported import DemiCore
 import DemiKernelSockets
+import DemiSharedMemory
 @_exported import DemiRuntime
 import Foundation
 
@@ -23,6 +24,7 @@ public final class LibOS {
     @usableFromInline
     enum Backend {
         case kernelSockets(KernelSocketLibOS)
+        case sharedMemory(SharedMemoryLibOS)
     }
 
     @usableFromInline let backend: Backend
@@ -54,6 +56,8 @@ public final class LibOS {
             } catch {
                 throw .device(error)
             }
+        case .sharedMemory:
+            backend = .sharedMemory(SharedMemoryLibOS(options: configuration.sharedMemoryOptions))
         }
     }
 
@@ -61,12 +65,14 @@ public final class LibOS {
     @inlinable public var pool: BufferPool {
         switch backend {
         case .kernelSockets(let k): k.pool
+        case .sharedMemory(let m): m.pool
         }
     }
 
     @inlinable public var scheduler: Scheduler {
         switch backend {
         case .kernelSockets(let k): k.scheduler
+        case .sharedMemory(let m): m.scheduler
         }
     }
 
@@ -74,6 +80,7 @@ public final class LibOS {
     @inlinable public func poll() {
         switch backend {
         case .kernelSockets(let k): k.poll(now: .now())
+        case .sharedMemory(let m): m.poll(now: .now())
         }
     }
 
@@ -85,6 +92,8 @@ public final class LibOS {
             return [("send_calls", s.sendCalls), ("receive_calls", s.receiveCalls), ("would_block", s.wouldBlock),
                     ("epoll_waits", s.epollWaits), ("bytes_sent", s.bytesSent), ("bytes_received", s.bytesReceived),
                     ("buffers_in_use", k.pool.buffersInUse)]
+        case .sharedMemory(let m):
+            return [("buffers_in_use", m.pool.buffersInUse), ("live_operations", m.scheduler.liveCount)]
         }
     }
 
@@ -95,6 +104,7 @@ public final class LibOS {
     public func socket(_ domain: AddressFamily = .inet, _ type: SocketType) throws(Errno) -> QDesc {
         switch backend {
         case .kernelSockets(let k): try k.socket(domain: domain, type: type)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -103,6 +113,7 @@ public final class LibOS {
     public func bind(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) {
         switch backend {
         case .kernelSockets(let k): try k.bind(qd, to: address)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -111,6 +122,7 @@ public final class LibOS {
     public func listen(_ qd: QDesc, backlog: Int) throws(Errno) {
         switch backend {
         case .kernelSockets(let k): try k.listen(qd, backlog: backlog)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -119,6 +131,7 @@ public final class LibOS {
     public func accept(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.accept(qd)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -127,6 +140,7 @@ public final class LibOS {
     public func connect(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.connect(qd, to: address)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -135,6 +149,7 @@ public final class LibOS {
     public func close(_ qd: QDesc) throws(Errno) {
         switch backend {
         case .kernelSockets(let k): try k.close(qd)
+        case .sharedMemory(let m): try m.close(qd)
         }
     }
 
@@ -143,6 +158,7 @@ public final class LibOS {
     public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.asyncClose(qd)
+        case .sharedMemory(let m): try m.asyncClose(qd)
         }
     }
 
@@ -151,6 +167,7 @@ public final class LibOS {
     public func localAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
         case .kernelSockets(let k): try k.localAddress(qd)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -159,6 +176,7 @@ public final class LibOS {
     public func peerAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
         case .kernelSockets(let k): try k.peerAddress(qd)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -166,6 +184,7 @@ public final class LibOS {
     public func setOption(_ qd: QDesc, _ option: SocketOption) throws(Errno) {
         switch backend {
         case .kernelSockets(let k): try k.setOption(qd, option)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -173,7 +192,28 @@ public final class LibOS {
     public func option(_ qd: QDesc, _ name: SocketOptionName) throws(Errno) -> SocketOption {
         switch backend {
         case .kernelSockets(let k): try k.option(qd, name)
+        case .sharedMemory: throw .notSupported
         }
+    }
+
+    // MARK: - Memory queues and pipes (shared-memory libOS)
+
+    /// Creates a named pipe to another process (`demi_create_pipe`); `ENOTSUP` on libOSes without shared memory.
+    public func createPipe(_ name: String) throws(Errno) -> QDesc {
+        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        return try m.createPipe(name)
+    }
+
+    /// Attaches to a pipe another process created (`demi_open_pipe`).
+    public func openPipe(_ name: String) throws(Errno) -> QDesc {
+        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        return try m.openPipe(name)
+    }
+
+    /// Creates an in-process memory queue (PDPIX's `queue()`): push hands arrays over without copying.
+    public func queue() throws(Errno) -> QDesc {
+        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        return try m.queue()
     }
 
     // MARK: - Data path
@@ -184,6 +224,7 @@ public final class LibOS {
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.push(qd, sga)
+        case .sharedMemory(let m): try m.push(qd, sga)
         }
     }
 
@@ -192,6 +233,7 @@ public final class LibOS {
     public func pushTo(_ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.pushTo(qd, sga, to: address)
+        case .sharedMemory: throw .notSupported
         }
     }
 
@@ -200,6 +242,7 @@ public final class LibOS {
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets(let k): try k.pop(qd)
+        case .sharedMemory(let m): try m.pop(qd)
         }
     }
 
@@ -210,6 +253,7 @@ public final class LibOS {
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         switch backend {
         case .kernelSockets(let k): try k.wait(qt, timeout: timeout)
+        case .sharedMemory(let m): try m.wait(qt, timeout: timeout)
         }
     }
 
@@ -218,6 +262,7 @@ public final class LibOS {
     public func waitAny(_ qts: UnsafeBufferPointer<QToken>, timeout: Duration? = nil) throws(Errno) -> (Int, QResult) {
         switch backend {
         case .kernelSockets(let k): try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor)
+        case .sharedMemory(let m): try m.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor)
         }
     }
 
@@ -234,6 +279,7 @@ public final class LibOS {
     public func waitNext(into out: UnsafeMutableBufferPointer<QResult>, timeout: Duration? = nil) throws(Errno) -> Int {
         switch backend {
         case .kernelSockets(let k): try k.waitNext(into: out, timeout: timeout)
+        case .sharedMemory(let m): try m.waitNext(into: out, timeout: timeout)
         }
     }
 

@@ -2,11 +2,14 @@
 public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Linux kernel sockets (upstream: catnap).
     case kernelSockets = "kernel-sockets"
+    /// Shared-memory queues between processes, and in-process memory queues (upstream: catmem).
+    case sharedMemory = "shared-memory"
 
     /// Every spelling accepted for each libOS, in `LIBOS` and on command lines (case-insensitive).
     public var spellings: [String] {
         switch self {
         case .kernelSockets: ["catnap", "kernel-sockets", "kernel", "sockets", "posix"]
+        case .sharedMemory: ["catmem", "shared-memory", "shm", "memory"]
         }
     }
 
@@ -14,6 +17,7 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
     public var codename: String {
         switch self {
         case .kernelSockets: "catnap"
+        case .sharedMemory: "catmem"
         }
     }
 

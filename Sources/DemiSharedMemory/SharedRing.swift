@@ -1,0 +1,140 @@
+import CDemiLinux
+import DemiBuffers
+
+/// One direction of a pipe: a single-producer single-consumer byte ring in shared memory.
+///
+/// The producer owns `tail`, the consumer owns `head`; each lives on its own cache line and each side keeps a private
+/// copy of the other side's index, reloading it (acquire) only when its cached value says the ring is full or empty.
+/// Messages are records: a 16-byte header (fragment length, flags, total message length) followed by the payload,
+/// padded to 16 bytes. A record's payload may wrap around the end of the ring; its header never does, because records
+/// start at multiples of 16 and the ring size is a power of two of at least 64. Indices grow without bound (64-bit); the
+/// position in the ring is `index & mask`.
+struct RecordHeader {
+    static let size = 16
+    /// More fragments of the same message follow.
+    static let more: UInt32 = 1
+}
+
+@inline(__always)
+func padded(_ n: Int) -> Int { (n + 15) & ~15 }
+
+/// The producer's side of a ring.
+struct RingProducer {
+    let tail: UnsafeMutablePointer<UInt64>
+    let head: UnsafeMutablePointer<UInt64>
+    let data: UnsafeMutableRawPointer
+    let capacity: Int
+    var localTail: UInt64
+    var cachedHead: UInt64
+
+    init(tail: UnsafeMutablePointer<UInt64>, head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
+         capacity: Int) {
+        self.tail = tail
+        self.head = head
+        self.data = data
+        self.capacity = capacity
+        localTail = cdemi_load_acquire_u64(tail)
+        cachedHead = cdemi_load_acquire_u64(head)
+    }
+
+    /// The largest fragment payload this ring carries (half the ring, so a fragment always fits once drained).
+    var maxFragment: Int { capacity / 2 - RecordHeader.size }
+
+    /// Bytes free now, reloading the consumer's index if the cached one says there is not enough for `needed`.
+    @inline(__always)
+    mutating func hasRoom(_ needed: Int) -> Bool {
+        if capacity - Int(localTail &- cachedHead) >= needed { return true }
+        cachedHead = cdemi_load_acquire_u64(head)
+        return capacity - Int(localTail &- cachedHead) >= needed
+    }
+
+    /// Copies `count` bytes from `source` at ring index `at` (wrapping).
+    @inline(__always)
+    func copyIn(_ source: UnsafeRawPointer, count: Int, at index: UInt64) {
+        let pos = Int(index & UInt64(capacity - 1))
+        let first = min(count, capacity - pos)
+        (data + pos).copyMemory(from: source, byteCount: first)
+        if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
+    }
+
+    /// Writes one record holding `length` bytes of `sga` starting at byte `offset`, and publishes it. The caller has
+    /// checked ``hasRoom(_:)`` for `RecordHeader.size + padded(length)`.
+    mutating func write(_ sga: ScatterGatherArray, offset: Int, length: Int, total: Int, flags: UInt32) {
+        let start = localTail
+        let pos = Int(start & UInt64(capacity - 1))
+        let h = data + pos
+        h.storeBytes(of: UInt32(length), as: UInt32.self)
+        (h + 4).storeBytes(of: flags, as: UInt32.self)
+        (h + 8).storeBytes(of: UInt64(total), as: UInt64.self)
+        var at = start &+ UInt64(RecordHeader.size)
+        var skip = offset
+        var left = length
+        var seg = sga.head?.header
+        while let c = seg, left > 0 {
+            let n = Int(c.pointee.length)
+            if skip >= n {
+                skip -= n
+            } else {
+                let take = min(n - skip, left)
+                copyIn(c.pointee.storage.unsafelyUnwrapped + Int(c.pointee.offset) + skip, count: take, at: at)
+                at &+= UInt64(take)
+                left -= take
+                skip = 0
+            }
+            seg = c.pointee.next
+        }
+        localTail = start &+ UInt64(RecordHeader.size + padded(length))
+        cdemi_store_release_u64(tail, localTail)
+    }
+}
+
+/// The consumer's side of a ring.
+struct RingConsumer {
+    let head: UnsafeMutablePointer<UInt64>
+    let tail: UnsafeMutablePointer<UInt64>
+    let data: UnsafeMutableRawPointer
+    let capacity: Int
+    var localHead: UInt64
+    var cachedTail: UInt64
+
+    init(head: UnsafeMutablePointer<UInt64>, tail: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
+         capacity: Int) {
+        self.head = head
+        self.tail = tail
+        self.data = data
+        self.capacity = capacity
+        localHead = cdemi_load_acquire_u64(head)
+        cachedTail = cdemi_load_acquire_u64(tail)
+    }
+
+    /// True if a record is ready, reloading the producer's index when the cached one says the ring is empty.
+    @inline(__always)
+    mutating func hasRecord() -> Bool {
+        if cachedTail != localHead { return true }
+        cachedTail = cdemi_load_acquire_u64(tail)
+        return cachedTail != localHead
+    }
+
+    /// The header of the next record: (fragment length, flags, total length).
+    @inline(__always)
+    func peek() -> (length: Int, flags: UInt32, total: Int) {
+        let h = data + Int(localHead & UInt64(capacity - 1))
+        return (Int(h.load(as: UInt32.self)), (h + 4).load(as: UInt32.self), Int((h + 8).load(as: UInt64.self)))
+    }
+
+    /// Copies the payload of the next record (of `length` bytes) to `destination` and releases the record.
+    @inline(__always)
+    mutating func consume(length: Int, into destination: UnsafeMutableRawPointer) {
+        var at = localHead &+ UInt64(RecordHeader.size)
+        var done = 0
+        while done < length {
+            let pos = Int(at & UInt64(capacity - 1))
+            let n = min(length - done, capacity - pos)
+            (destination + done).copyMemory(from: data + pos, byteCount: n)
+            done += n
+            at &+= UInt64(n)
+        }
+        localHead &+= UInt64(RecordHeader.size + padded(length))
+        cdemi_store_release_u64(head, localHead)
+    }
+}

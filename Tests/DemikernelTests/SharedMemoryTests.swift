@@ -1,0 +1,257 @@
+import Demikernel
+import Foundation
+import Glibc
+import SharedMemoryPattern
+import Testing
+
+/// A unique pipe name per test and process, so parallel tests never collide.
+func pipeName(_ tag: String) -> String {
+    "test-\(getpid())-\(tag)-\(UInt32.random(in: 0...UInt32.max))"
+}
+
+/// The `/dev/shm` entries of this project's pipes whose name contains `tag`.
+func leftovers(_ tag: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: "/dev/shm")) ?? []).filter {
+        $0.hasPrefix("demi-") && $0.contains(tag)
+    }
+}
+
+/// Runs the peer process (built next to the test bundle).
+func startPeer(_ arguments: [String]) throws -> Process {
+    let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    var exe = dir.appendingPathComponent("demi-shm-peer")
+    if !FileManager.default.fileExists(atPath: exe.path) {
+        // swift test runs the bundle from .build/<triple>/<config>/; the executable sits beside it.
+        exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("demi-shm-peer")
+    }
+    let p = Process()
+    p.executableURL = exe
+    p.arguments = arguments
+    try p.run()
+    return p
+}
+
+@Suite struct SharedMemoryTests {
+    @Test func pipeWithinOneProcess() throws {
+        let a = try LibOS(.sharedMemory)
+        let b = try LibOS(.sharedMemory)
+        let name = pipeName("inproc")
+        let qa = try a.createPipe(name)
+        #expect(throws: Errno.exists) { try a.createPipe(name) }
+        let qb = try b.openPipe(name)
+        #expect(leftovers(name).isEmpty, "the name is removed once the pipe is attached")
+        #expect(throws: Errno.noEntry) { try b.openPipe(name) }
+        // Both directions, with the push completing as soon as the bytes are in the ring.
+        for (from, fq, to, tq) in [(a, qa, b, qb), (b, qb, a, qa)] {
+            let sga = try from.sgaalloc(copying: Array("hello".utf8))
+            _ = try from.wait(try from.push(fq, sga))
+            try from.sgafree(sga)
+            let r = try to.wait(try to.pop(tq))
+            #expect(r.sga?.bytes == Array("hello".utf8))
+            try to.sgafree(r.sga!)
+        }
+        // End-of-file after the data.
+        let last = try a.sgaalloc(copying: [1, 2, 3])
+        _ = try a.wait(try a.push(qa, last))
+        try a.sgafree(last)
+        try a.close(qa)
+        let d = try b.wait(try b.pop(qb))
+        #expect(d.sga?.bytes == [1, 2, 3])
+        try b.sgafree(d.sga!)
+        for _ in 0..<2 {
+            let eof = try b.wait(try b.pop(qb))
+            #expect(eof.opcode == .pop && eof.sga?.count == 0)
+            try b.sgafree(eof.sga!)
+        }
+        // Pushing to a closed peer is a broken pipe.
+        let x = try b.sgaalloc(1)
+        let r = try b.wait(try b.push(qb, x))
+        #expect(r.opcode == .failed && r.error == .brokenPipe)
+        try b.sgafree(x)
+        try b.close(qb)
+        #expect(a.pool.buffersInUse == 0 && b.pool.buffersInUse == 0)
+    }
+
+    @Test func namesAndErrors() throws {
+        let os = try LibOS(.sharedMemory)
+        for bad in ["", ".hidden", "a/b", "has space", String(repeating: "x", count: 201), "ünï"] {
+            #expect(throws: Errno.invalidArgument) { try os.createPipe(bad) }
+            #expect(throws: Errno.invalidArgument) { try os.openPipe(bad) }
+        }
+        #expect(throws: Errno.noEntry) { try os.openPipe(pipeName("missing")) }
+        let name = pipeName("busy")
+        let q = try os.createPipe(name)
+        let other = try LibOS(.sharedMemory)
+        _ = try other.openPipe(name)
+        #expect(throws: Errno.noEntry) { try LibOS(.sharedMemory).openPipe(name) }
+        #expect(throws: Errno.notSupported) { try os.socket(.inet, .stream) }
+        #expect(throws: Errno.notSupported) { try LibOS(.kernelSockets).createPipe("x") }
+        #expect(throws: Errno.invalidArgument) { try os.push(q, .empty) }
+        let big = try os.sgaalloc(os.configuration.maxMessageSize + 1)
+        #expect(throws: Errno.messageTooLong) { try os.push(q, big) }
+        try os.sgafree(big)
+        let pending = try os.pop(q)
+        try os.close(q)
+        let r = try os.wait(pending)
+        #expect(r.opcode == .failed && r.error == .canceled)
+        #expect(throws: Errno.badDescriptor) { try os.close(q) }
+    }
+
+    @Test func creatorClosingBeforeAnyoneAttachesLeavesNothing() throws {
+        let os = try LibOS(.sharedMemory)
+        let name = pipeName("unopened")
+        let q = try os.createPipe(name)
+        #expect(leftovers(name).count == 1)
+        try os.close(q)
+        #expect(leftovers(name).isEmpty)
+    }
+
+    @Test func messagesLargerThanTheRingAreFragmented() throws {
+        var c = Configuration()
+        c.ringSize = 4096
+        let a = try LibOS(.sharedMemory, configuration: c)
+        let b = try LibOS(.sharedMemory, configuration: c)
+        let name = pipeName("frag")
+        let qa = try a.createPipe(name)
+        let qb = try b.openPipe(name)
+        for size in [1, 2031, 2032, 2033, 4096, 100_000] {
+            let sga = try a.sgaalloc(size)
+            for k in 0..<size { sga.head!.bytes[k] = UInt8(truncatingIfNeeded: k &* 13) }
+            let pt = try a.push(qa, sga)
+            try a.sgafree(sga)
+            let popToken = try b.pop(qb)
+            // Drive both sides until both complete.
+            var pushed = false
+            var popped: QResult?
+            while !pushed || popped == nil {
+                if !pushed, (try? a.wait(pt, timeout: .zero)) != nil { pushed = true }
+                if popped == nil { popped = try? b.wait(popToken, timeout: .zero) }
+            }
+            let got = try #require(popped?.sga)
+            #expect(got.count == size)
+            #expect(got.bytes == (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 13) })
+            try b.sgafree(got)
+        }
+    }
+
+    @Test func memoryQueueHandsArraysOverWithoutCopying() throws {
+        let os = try LibOS(.sharedMemory)
+        let q = try os.queue()
+        let early = try os.pop(q)
+        let sga = try os.sgaalloc(copying: [5, 6, 7])
+        let data = sga.head!.baseAddress
+        _ = try os.wait(try os.push(q, sga))
+        let r = try os.wait(early)
+        #expect(r.sga?.bytes == [5, 6, 7])
+        #expect(r.sga?.head?.baseAddress == data, "zero-copy: the popped view shares the pushed bytes")
+        try os.sgafree(sga)  // pusher and popper each free their own handle
+        try os.sgafree(r.sga!)
+        #expect(os.pool.buffersInUse == 0)
+        // Order is kept, and waitAny works across memory queues.
+        let q2 = try os.queue()
+        for i in 0..<5 {
+            let s = try os.sgaalloc(copying: [UInt8(i)])
+            _ = try os.push(i % 2 == 0 ? q : q2, s)
+            try os.sgafree(s)
+        }
+        var seen: [UInt8] = []
+        var tokens = [try os.pop(q), try os.pop(q2)]
+        while seen.count < 5 {
+            let (i, r) = try os.waitAny(tokens)
+            seen += r.sga!.bytes
+            try os.sgafree(r.sga!)
+            tokens[i] = try os.pop(i == 0 ? q : q2)
+        }
+        #expect(seen.filter { $0 % 2 == 0 } == [0, 2, 4] && seen.filter { $0 % 2 == 1 } == [1, 3])
+        try os.close(q)
+        try os.close(q2)
+    }
+
+    // MARK: - Two real processes
+
+    @Test func twoProcessesExchangeAMillionMessages() throws {
+        let os = try LibOS(.sharedMemory)
+        let name = pipeName("million")
+        let q = try os.createPipe(name)
+        let each = 500_000  // each side pushes this many and pops this many: 1,000,000 messages in all
+        let peer = try startPeer(["exchange", name, "\(each)"])
+        let bad = try exchange(os, q, count: each)
+        peer.waitUntilExit()
+        #expect(bad == 0)
+        #expect(peer.terminationStatus == 0, "the peer checked every message it received")
+        try os.close(q)
+        #expect(leftovers(name).isEmpty)
+        #expect(os.pool.buffersInUse == 0)
+    }
+
+    @Test func endOfFileFromAnotherProcess() throws {
+        let os = try LibOS(.sharedMemory)
+        let name = pipeName("eof")
+        let q = try os.createPipe(name)
+        let peer = try startPeer(["send-close", name, "100"])
+        for i in 0..<100 {
+            let r = try os.wait(try os.pop(q))
+            #expect(r.sga.map { matches($0, index: i) } == true)
+            try os.sgafree(r.sga!)
+        }
+        let eof = try os.wait(try os.pop(q))
+        #expect(eof.opcode == .pop && eof.sga?.count == 0)
+        try os.sgafree(eof.sga!)
+        peer.waitUntilExit()
+        #expect(peer.terminationStatus == 0)
+        try os.close(q)
+        #expect(leftovers(name).isEmpty)
+    }
+
+    @Test func peerKilledMidStreamFailsPopsWithECONNRESET() throws {
+        let os = try LibOS(.sharedMemory)
+        let name = pipeName("kill")
+        let q = try os.createPipe(name)
+        let peer = try startPeer(["send-hang", name, "50"])
+        for i in 0..<50 {
+            let r = try os.wait(try os.pop(q))
+            #expect(r.sga.map { matches($0, index: i) } == true)
+            try os.sgafree(r.sga!)
+        }
+        let pending = try os.pop(q)
+        #expect(throws: Errno.timedOut) { try os.wait(pending, timeout: .milliseconds(20)) }
+        kill(peer.processIdentifier, SIGKILL)
+        peer.waitUntilExit()
+        let r = try os.wait(pending, timeout: .seconds(10))
+        #expect(r.opcode == .failed && r.error == .connectionReset)
+        let later = try os.wait(try os.pop(q), timeout: .seconds(10))
+        #expect(later.error == .connectionReset)
+        try os.close(q)
+        #expect(leftovers(name).isEmpty, "nothing left after one side died and the other closed")
+    }
+
+    @Test func manyPipesAtOnceWithWaitAny() throws {
+        let os = try LibOS(.sharedMemory)
+        let names = (0..<32).map { pipeName("many\($0)") }
+        let qds = try names.map { try os.createPipe($0) }
+        let peer = try startPeer(["echo"] + names)
+        var tokens: [QToken] = []
+        for (k, q) in qds.enumerated() {
+            for j in 0..<10 {
+                let s = try os.sgaalloc(copying: [UInt8(k), UInt8(j)])
+                _ = try os.push(q, s)
+                try os.sgafree(s)
+            }
+            tokens.append(try os.pop(q))
+        }
+        var received = [Int](repeating: 0, count: qds.count)
+        while received.reduce(0, +) < 320 {
+            let (i, r) = try os.waitAny(tokens, timeout: .seconds(30))
+            let bytes = try #require(r.sga).bytes
+            #expect(bytes == [UInt8(i), UInt8(received[i])], "echoes come back on their own pipe, in order")
+            try os.sgafree(r.sga!)
+            received[i] += 1
+            tokens[i] = try os.pop(qds[i])
+        }
+        for q in qds { try os.close(q) }
+        peer.waitUntilExit()
+        #expect(peer.terminationStatus == 0)
+        for n in names { #expect(leftovers(n).isEmpty) }
+    }
+}
