@@ -69,6 +69,29 @@ import Testing
         #expect(allocations == 0)
     }
 
+    @Test func sharedMemoryPipeMessagesAllocateNothing() throws {
+        let a = try LibOS(.sharedMemory)
+        let b = try LibOS(.sharedMemory)
+        let name = "alloc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let qa = try a.createPipe(name)
+        let qb = try b.openPipe(name)
+        let allocations = try measure(5000) {
+            let sga = try a.sgaalloc(64)
+            let pt = try a.push(qa, sga)
+            try a.sgafree(sga)
+            _ = try a.wait(pt)
+            let r = try b.wait(try b.pop(qb))
+            let back = try b.push(qb, r.sga!)
+            try b.sgafree(r.sga!)
+            _ = try b.wait(back)
+            let echo = try a.wait(try a.pop(qa))
+            try a.sgafree(echo.sga!)
+        }
+        #expect(allocations == 0)
+        try a.close(qa)
+        try b.close(qb)
+    }
+
     @Test func waitAnyOverInvalidTokensAllocatesNothing() throws {
         let os = try LibOS(.kernelSockets)
         let bad = [QToken](repeating: QToken(rawValue: 0x0101_0101_0101_0101), count: 1024)
