@@ -7,6 +7,7 @@
 //   DemiBuffers   the memory manager: pooled, reference-counted I/O buffers and scatter-gather arrays
 //   DemiRuntime   the coroutine scheduler, timers, completions, the socket state machine
 //   DemiWire      wire formats (views over bytes, header values, checksums)
+//   DemiDevices   the physical-layer protocol; in-memory link, fault injection and pcap capture as devices
 //   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
 //   DemiSharedMemory    libOS of shared-memory queues between processes (LIBOS=catmem)
 //   Demikernel    the facade: libOS selection, configuration, the async/await layer
@@ -40,6 +41,7 @@ let package = Package(
         .target(name: "DemiBuffers", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
         .target(name: "DemiRuntime", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
         .target(name: "DemiWire", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
+        .target(name: "DemiDevices", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
         .target(
             name: "DemiKernelSockets",
             dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "CDemiLinux"],
@@ -84,6 +86,7 @@ let package = Package(
         .testTarget(name: "DemiBuffersTests", dependencies: ["DemiBuffers"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiRuntimeTests", dependencies: ["DemiRuntime"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiWireTests", dependencies: ["DemiWire"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
             dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer"],

@@ -112,3 +112,41 @@ public struct DemiBuffer: Hashable, @unchecked Sendable {
     /// The window's bytes as an array (a copy; for tests and tools, not the datapath).
     public var array: [UInt8] { Array(UnsafeRawBufferPointer(bytes)) }
 }
+
+extension DemiBuffer {
+    /// The pool this buffer belongs to.
+    public var pool: BufferPool {
+        Unmanaged<BufferPool>.fromOpaque(header.pointee.owner.unsafelyUnwrapped).takeUnretainedValue()
+    }
+
+    /// Bytes over this buffer and every segment chained after it.
+    @inlinable public var chainCount: Int {
+        var n = 0
+        var h: UnsafeMutablePointer<BufferHeader>? = header
+        while let c = h { n += Int(c.pointee.length); h = c.pointee.next }
+        return n
+    }
+
+    /// Copies this buffer and its chained segments into one contiguous buffer from `pool` (nil if out of memory).
+    public func flattened(into pool: BufferPool, headroom: Int? = nil) -> DemiBuffer? {
+        guard let out = pool.allocate(size: chainCount, headroom: headroom) else { return nil }
+        var at = out.baseAddress
+        var h: UnsafeMutablePointer<BufferHeader>? = header
+        while let c = h {
+            let n = Int(c.pointee.length)
+            at.copyMemory(from: c.pointee.storage.unsafelyUnwrapped + Int(c.pointee.offset), byteCount: n)
+            at += n
+            h = c.pointee.next
+        }
+        return out
+    }
+
+    /// Drops one reference on this buffer and on every segment chained after it.
+    @inlinable public func releaseChain() {
+        var h: UnsafeMutablePointer<BufferHeader>? = header
+        while let c = h {
+            h = c.pointee.next
+            DemiBuffer(header: c).release()
+        }
+    }
+}
