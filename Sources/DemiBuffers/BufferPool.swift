@@ -151,8 +151,7 @@ public final class BufferPool {
     /// Returns a header whose last reference was dropped to its free list.
     @usableFromInline
     static func reclaim(_ h: UnsafeMutablePointer<BufferHeader>) {
-        let pool = Unmanaged<BufferPool>.fromOpaque(h.pointee.owner.unsafelyUnwrapped).takeUnretainedValue()
-        pool.reclaim(h)
+        Unmanaged<BufferPool>.fromOpaque(h.pointee.owner.unsafelyUnwrapped)._withUnsafeGuaranteedRef { $0.reclaim(h) }
     }
 
     @usableFromInline
@@ -224,6 +223,13 @@ public final class BufferPool {
     /// dropped (a double free). Nothing changes in that case.
     public func freeFromApplication(_ buffer: DemiBuffer) throws(Errno) {
         guard validate(buffer.header) != nil, buffer.isValid else { throw .invalidArgument }
+        let h0 = buffer.header
+        if h0.pointee.next == nil {
+            guard h0.pointee.flags & BufferHeader.Flags.appOwned != 0 else { throw .invalidArgument }
+            h0.pointee.flags &= ~BufferHeader.Flags.appOwned
+            buffer.release()
+            return
+        }
         // Check the whole chain first so a bad chain changes nothing.
         var h: UnsafeMutablePointer<BufferHeader>? = buffer.header
         var n = 0

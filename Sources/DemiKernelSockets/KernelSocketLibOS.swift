@@ -93,7 +93,7 @@ public final class KernelSocketLibOS: NetworkLibOS {
         var isEmpty: Bool { head == Operation.none }
     }
 
-    @exclusivity(unchecked) var queues: [Queue] = []
+    @exclusivity(unchecked) var queues = UnsafeTable<Queue>(capacity: 1024)
     @exclusivity(unchecked) var freeQueue = -1
     @exclusivity(unchecked) var parked = 0
     let epfd: Int32
@@ -111,11 +111,11 @@ public final class KernelSocketLibOS: NetworkLibOS {
         guard epfd >= 0 else { throw Errno.current }
         epollData = .allocate(capacity: 64)
         epollEvents = .allocate(capacity: 64)
-        queues.reserveCapacity(1024)
     }
 
     deinit {
-        for q in queues where q.inUse { Glibc.close(q.fd) }
+        for i in queues.indices where queues[i].inUse { Glibc.close(queues[i].fd) }
+        queues.destroy()
         Glibc.close(epfd)
         epollData.deallocate()
         epollEvents.deallocate()

@@ -24,13 +24,14 @@ import DemiCore
 public final class Scheduler {
     @usableFromInline
     struct Slot {
+        /// First, so a slot's address is its operation's address.
+        @usableFromInline var operation: Operation
         @usableFromInline var generation: UInt32
         @usableFromInline var state: UInt8
         @usableFromInline var nextFree: UInt32
         @usableFromInline var completedPrev: UInt32
         @usableFromInline var completedNext: UInt32
         @usableFromInline var tag: UInt64
-        @usableFromInline var operation: Operation
         @usableFromInline var result: QResult
     }
 
@@ -45,7 +46,6 @@ public final class Scheduler {
     public static let chunkSize = 1024
     public static let maxChunks = 1024
     @usableFromInline static var none: UInt32 { .max }
-    @usableFromInline static let operationOffset = MemoryLayout<Slot>.offset(of: \Slot.operation)!
 
     @usableFromInline let chunks: UnsafeMutablePointer<UnsafeMutablePointer<Slot>?>
     @exclusivity(unchecked) @usableFromInline var chunkCount = 0
@@ -88,8 +88,9 @@ public final class Scheduler {
         for i in 0..<Self.chunkSize {
             let next = i + 1 < Self.chunkSize ? base + UInt32(i + 1) : freeHead
             (c + i).initialize(to: Slot(
+                operation: Operation(code: .invalid, qd: QDesc(rawValue: -1)),
                 generation: 1, state: State.free, nextFree: next, completedPrev: Self.none,
-                completedNext: Self.none, tag: 0, operation: Operation(code: .invalid, qd: QDesc(rawValue: -1)),
+                completedNext: Self.none, tag: 0,
                 result: QResult(opcode: .invalid, qd: QDesc(rawValue: -1), qt: QToken(rawValue: 0))))
         }
         chunks[chunkCount] = c
@@ -129,7 +130,7 @@ public final class Scheduler {
         freeHead = i
         liveTotal -= 1
         ready.remove(i)
-        timers.cancel(i)
+        if timers.isArmed(i) { timers.cancel(i) }
     }
 
     // MARK: - Tokens
@@ -176,8 +177,7 @@ public final class Scheduler {
     /// The record of operation `index`, to read and update while polling it.
     @inlinable
     public func operation(_ index: UInt32) -> UnsafeMutablePointer<Operation> {
-        UnsafeMutableRawPointer(slot(index)).advanced(by: Scheduler.operationOffset)
-            .assumingMemoryBound(to: Operation.self)
+        UnsafeMutableRawPointer(slot(index)).assumingMemoryBound(to: Operation.self)
     }
 
     /// True if `index` is a pending operation (not completed, not free, not background).
@@ -194,7 +194,7 @@ public final class Scheduler {
         s.pointee.result.qt = token(of: index)
         s.pointee.operation.sga = .empty
         ready.remove(index)
-        timers.cancel(index)
+        if timers.isArmed(index) { timers.cancel(index) }
         // Append to the completion list.
         s.pointee.completedNext = Self.none
         s.pointee.completedPrev = completedTail

@@ -92,7 +92,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var isEmpty: Bool { head == Operation.none }
     }
 
-    @exclusivity(unchecked) var queues: [Queue] = []
+    @exclusivity(unchecked) var queues = UnsafeTable<Queue>(capacity: 256)
     @exclusivity(unchecked) var freeQueue = -1
     @exclusivity(unchecked) var liveness: UInt32 = Operation.none
     @exclusivity(unchecked) var pipeCount = 0
@@ -104,11 +104,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var r = 4096
         while r < options.ringSize && r < 1 << 30 { r <<= 1 }
         ringSize = r
-        queues.reserveCapacity(256)
     }
 
     deinit {
         for i in queues.indices where queues[i].inUse { release(i) }
+        queues.destroy()
     }
 
     // MARK: - Queue table

@@ -20,14 +20,43 @@ import Foundation
 /// ``Errno``. A `LibOS` belongs to the thread that created it (like upstream, one libOS per thread); it is not
 /// `Sendable`.
 public final class LibOS {
-    /// The concrete libOS behind the facade. Dispatch is a `switch`: no existentials on the datapath.
+    /// The concrete libOS behind the facade. Dispatch is a `switch` on `backend` and a direct call on the matching
+    /// `let` reference: no existentials, and no retain per call (binding an enum payload would retain it).
     @usableFromInline
     enum Backend {
-        case kernelSockets(KernelSocketLibOS)
-        case sharedMemory(SharedMemoryLibOS)
+        case kernelSockets
+        case sharedMemory
     }
 
     @usableFromInline let backend: Backend
+    /// Strong references that keep the libOS alive.
+    let kernelOwner: KernelSocketLibOS?
+    let sharedOwner: SharedMemoryLibOS?
+    /// The same references, unmanaged: calling through them costs no retain and release per call. Only the one that
+    /// matches `backend` is set.
+    @usableFromInline let kernel: Unmanaged<KernelSocketLibOS>?
+    @usableFromInline let shared: Unmanaged<SharedMemoryLibOS>?
+
+    /// Runs `body` on the libOS's buffer pool without retaining anything.
+    @inlinable @inline(__always)
+    func withPool<T>(_ body: (BufferPool) throws(Errno) -> T) throws(Errno) -> T {
+        switch backend {
+        case .kernelSockets: try onKernel { k throws(Errno) in try body(k.pool) }
+        case .sharedMemory: try onShared { m throws(Errno) in try body(m.pool) }
+        }
+    }
+
+    /// Runs `body` on the kernel-socket libOS without retaining it (the facade owns it).
+    @inlinable @inline(__always)
+    func onKernel<T>(_ body: (KernelSocketLibOS) throws(Errno) -> T) throws(Errno) -> T {
+        try kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { k in Result<T, Errno> { () throws(Errno) -> T in try body(k) } }.get()
+    }
+
+    /// Runs `body` on the shared-memory libOS without retaining it.
+    @inlinable @inline(__always)
+    func onShared<T>(_ body: (SharedMemoryLibOS) throws(Errno) -> T) throws(Errno) -> T {
+        try shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { m in Result<T, Errno> { () throws(Errno) -> T in try body(m) } }.get()
+    }
     public let name: LibOSName
     public let configuration: Configuration
     @exclusivity(unchecked) @usableFromInline var waitAnyRotor = 0
@@ -51,48 +80,61 @@ public final class LibOS {
         self.configuration = configuration
         switch name {
         case .kernelSockets:
+            let k: KernelSocketLibOS
             do {
-                backend = .kernelSockets(try KernelSocketLibOS(options: configuration.kernelSocketOptions))
+                k = try KernelSocketLibOS(options: configuration.kernelSocketOptions)
             } catch {
                 throw .device(error)
             }
+            kernelOwner = k
+            sharedOwner = nil
+            kernel = .passUnretained(k)
+            shared = nil
+            backend = .kernelSockets
         case .sharedMemory:
-            backend = .sharedMemory(SharedMemoryLibOS(options: configuration.sharedMemoryOptions))
+            let m = SharedMemoryLibOS(options: configuration.sharedMemoryOptions)
+            kernelOwner = nil
+            sharedOwner = m
+            kernel = nil
+            shared = .passUnretained(m)
+            backend = .sharedMemory
         }
     }
 
     /// The libOS's buffer pool (for `sgaalloc`-style allocation and statistics).
     @inlinable public var pool: BufferPool {
         switch backend {
-        case .kernelSockets(let k): k.pool
-        case .sharedMemory(let m): m.pool
+        case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
+        case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
         }
     }
 
     @inlinable public var scheduler: Scheduler {
         switch backend {
-        case .kernelSockets(let k): k.scheduler
-        case .sharedMemory(let m): m.scheduler
+        case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
+        case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
         }
     }
 
     /// Runs one pass of the libOS (devices, timers, runnable coroutines) without waiting.
     @inlinable public func poll() {
         switch backend {
-        case .kernelSockets(let k): k.poll(now: .now())
-        case .sharedMemory(let m): m.poll(now: .now())
+        case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
+        case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
         }
     }
 
     /// Counters of the libOS, as name-value pairs (for `demi` and monitoring; not for the datapath).
     public var statistics: [(String, Int)] {
         switch backend {
-        case .kernelSockets(let k):
+        case .kernelSockets:
+            let k = kernel.unsafelyUnwrapped.takeUnretainedValue()
             let s = k.statistics
             return [("send_calls", s.sendCalls), ("receive_calls", s.receiveCalls), ("would_block", s.wouldBlock),
                     ("epoll_waits", s.epollWaits), ("bytes_sent", s.bytesSent), ("bytes_received", s.bytesReceived),
                     ("buffers_in_use", k.pool.buffersInUse)]
-        case .sharedMemory(let m):
+        case .sharedMemory:
+            let m = shared.unsafelyUnwrapped.takeUnretainedValue()
             return [("buffers_in_use", m.pool.buffersInUse), ("live_operations", m.scheduler.liveCount)]
         }
     }
@@ -103,7 +145,7 @@ public final class LibOS {
     @inlinable
     public func socket(_ domain: AddressFamily = .inet, _ type: SocketType) throws(Errno) -> QDesc {
         switch backend {
-        case .kernelSockets(let k): try k.socket(domain: domain, type: type)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.socket(domain: domain, type: type) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -112,7 +154,7 @@ public final class LibOS {
     @inlinable
     public func bind(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) {
         switch backend {
-        case .kernelSockets(let k): try k.bind(qd, to: address)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.bind(qd, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -121,7 +163,7 @@ public final class LibOS {
     @inlinable
     public func listen(_ qd: QDesc, backlog: Int) throws(Errno) {
         switch backend {
-        case .kernelSockets(let k): try k.listen(qd, backlog: backlog)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.listen(qd, backlog: backlog) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -130,7 +172,7 @@ public final class LibOS {
     @inlinable
     public func accept(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.accept(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.accept(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -139,7 +181,7 @@ public final class LibOS {
     @inlinable
     public func connect(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.connect(qd, to: address)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.connect(qd, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -148,8 +190,8 @@ public final class LibOS {
     @inlinable
     public func close(_ qd: QDesc) throws(Errno) {
         switch backend {
-        case .kernelSockets(let k): try k.close(qd)
-        case .sharedMemory(let m): try m.close(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.close(qd) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.close(qd) }
         }
     }
 
@@ -157,8 +199,8 @@ public final class LibOS {
     @inlinable
     public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.asyncClose(qd)
-        case .sharedMemory(let m): try m.asyncClose(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.asyncClose(qd) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.asyncClose(qd) }
         }
     }
 
@@ -166,7 +208,7 @@ public final class LibOS {
     @inlinable
     public func localAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
-        case .kernelSockets(let k): try k.localAddress(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.localAddress(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -175,7 +217,7 @@ public final class LibOS {
     @inlinable
     public func peerAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
-        case .kernelSockets(let k): try k.peerAddress(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.peerAddress(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -183,7 +225,7 @@ public final class LibOS {
     @inlinable
     public func setOption(_ qd: QDesc, _ option: SocketOption) throws(Errno) {
         switch backend {
-        case .kernelSockets(let k): try k.setOption(qd, option)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.setOption(qd, option) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -191,7 +233,7 @@ public final class LibOS {
     @inlinable
     public func option(_ qd: QDesc, _ name: SocketOptionName) throws(Errno) -> SocketOption {
         switch backend {
-        case .kernelSockets(let k): try k.option(qd, name)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.option(qd, name) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -200,19 +242,19 @@ public final class LibOS {
 
     /// Creates a named pipe to another process (`demi_create_pipe`); `ENOTSUP` on libOSes without shared memory.
     public func createPipe(_ name: String) throws(Errno) -> QDesc {
-        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        guard let m = sharedOwner else { throw .notSupported }
         return try m.createPipe(name)
     }
 
     /// Attaches to a pipe another process created (`demi_open_pipe`).
     public func openPipe(_ name: String) throws(Errno) -> QDesc {
-        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        guard let m = sharedOwner else { throw .notSupported }
         return try m.openPipe(name)
     }
 
     /// Creates an in-process memory queue (PDPIX's `queue()`): push hands arrays over without copying.
     public func queue() throws(Errno) -> QDesc {
-        guard case .sharedMemory(let m) = backend else { throw .notSupported }
+        guard let m = sharedOwner else { throw .notSupported }
         return try m.queue()
     }
 
@@ -223,8 +265,8 @@ public final class LibOS {
     @inlinable
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.push(qd, sga)
-        case .sharedMemory(let m): try m.push(qd, sga)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.push(qd, sga) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.push(qd, sga) }
         }
     }
 
@@ -232,7 +274,7 @@ public final class LibOS {
     @inlinable
     public func pushTo(_ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.pushTo(qd, sga, to: address)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.pushTo(qd, sga, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -241,8 +283,8 @@ public final class LibOS {
     @inlinable
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
-        case .kernelSockets(let k): try k.pop(qd)
-        case .sharedMemory(let m): try m.pop(qd)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.pop(qd) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.pop(qd) }
         }
     }
 
@@ -252,8 +294,8 @@ public final class LibOS {
     @inlinable
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         switch backend {
-        case .kernelSockets(let k): try k.wait(qt, timeout: timeout)
-        case .sharedMemory(let m): try m.wait(qt, timeout: timeout)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.wait(qt, timeout: timeout) }
         }
     }
 
@@ -261,8 +303,8 @@ public final class LibOS {
     @inlinable
     public func waitAny(_ qts: UnsafeBufferPointer<QToken>, timeout: Duration? = nil) throws(Errno) -> (Int, QResult) {
         switch backend {
-        case .kernelSockets(let k): try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor)
-        case .sharedMemory(let m): try m.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
         }
     }
 
@@ -278,8 +320,8 @@ public final class LibOS {
     @inlinable
     public func waitNext(into out: UnsafeMutableBufferPointer<QResult>, timeout: Duration? = nil) throws(Errno) -> Int {
         switch backend {
-        case .kernelSockets(let k): try k.waitNext(into: out, timeout: timeout)
-        case .sharedMemory(let m): try m.waitNext(into: out, timeout: timeout)
+        case .kernelSockets: try onKernel { k throws(Errno) in try k.waitNext(into: out, timeout: timeout) }
+        case .sharedMemory: try onShared { m throws(Errno) in try m.waitNext(into: out, timeout: timeout) }
         }
     }
 
@@ -299,7 +341,7 @@ public final class LibOS {
     @inlinable
     public func sgaalloc(_ size: Int) throws(Errno) -> ScatterGatherArray {
         guard size > 0 else { throw .invalidArgument }
-        guard let b = pool.allocate(size: size) else { throw .noMemory }
+        guard let b = try withPool({ p throws(Errno) in p.allocate(size: size) }) else { throw .noMemory }
         b.header.pointee.flags |= BufferHeader.Flags.appOwned
         return ScatterGatherArray(head: b)
     }
@@ -318,7 +360,7 @@ public final class LibOS {
     @inlinable
     public func sgafree(_ sga: ScatterGatherArray) throws(Errno) {
         guard let h = sga.head else { throw .invalidArgument }
-        try pool.freeFromApplication(h)
+        try withPool { p throws(Errno) in try p.freeFromApplication(h) }
     }
 }
 
