@@ -63,10 +63,11 @@ let package = Package(
         ),
 
         // MARK: - Tools
+        .target(name: "CDemiBaselines", cSettings: [.define("_GNU_SOURCE")]),
         .executableTarget(
             name: "demi",
             dependencies: [
-                "Demikernel", "CDemiLinux",
+                "Demikernel", "CDemiLinux", "CDemiBaselines", "SharedMemoryPattern",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

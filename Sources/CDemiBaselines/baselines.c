@@ -1,0 +1,202 @@
+#define _GNU_SOURCE
+#include "CDemiBaselines.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static void pin(int cpu) {
+    if (cpu < 0) return;
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+
+struct server_args {
+    int tcp, size, total, cpu, fd;
+    volatile int ready;
+    int error;
+};
+
+// Receives exactly `n` bytes (TCP) spinning on a non-blocking socket.
+static int recv_all(int fd, char *buf, int n) {
+    int got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, buf + got, (size_t)(n - got), MSG_DONTWAIT);
+        if (r > 0) got += (int)r;
+        else if (r == 0) return -1;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    }
+    return 0;
+}
+
+static int send_all(int fd, const char *buf, int n, const struct sockaddr_in *to) {
+    int sent = 0;
+    while (sent < n) {
+        ssize_t r = to ? sendto(fd, buf + sent, (size_t)(n - sent), MSG_DONTWAIT, (const struct sockaddr *)to, sizeof *to)
+                       : send(fd, buf + sent, (size_t)(n - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r > 0) sent += (int)r;
+        else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return -1;
+    }
+    return 0;
+}
+
+static void *server_main(void *p) {
+    struct server_args *a = p;
+    pin(a->cpu);
+    char *buf = malloc((size_t)a->size > 65536 ? (size_t)a->size : 65536);
+    int fd = a->fd;
+    if (a->tcp) {
+        a->ready = 1;
+        int c = -1;
+        while (c < 0) c = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        for (int i = 0; i < a->total; i++) {
+            if (recv_all(c, buf, a->size) || send_all(c, buf, a->size, NULL)) { a->error = EIO; break; }
+        }
+        close(c);
+    } else {
+        a->ready = 1;
+        for (int i = 0; i < a->total; i++) {
+            struct sockaddr_in from;
+            socklen_t fl = sizeof from;
+            ssize_t r;
+            while ((r = recvfrom(fd, buf, 65536, MSG_DONTWAIT, (struct sockaddr *)&from, &fl)) < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { a->error = errno; goto out; }
+            }
+            if (send_all(fd, buf, (int)r, &from)) { a->error = EIO; break; }
+        }
+    }
+out:
+    free(buf);
+    return NULL;
+}
+
+int demi_baseline_pingpong(int tcp, int size, int warmup, int count, int server_cpu, int client_cpu,
+                           uint64_t *rtt_ns) {
+    if (size <= 0 || size > 65507 || count <= 0 || warmup < 0) return EINVAL;
+    int lfd = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK, 0);
+    if (lfd < 0) return errno;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (bind(lfd, (struct sockaddr *)&sa, sl) || getsockname(lfd, (struct sockaddr *)&sa, &sl) ||
+        (tcp && listen(lfd, 1))) {
+        int e = errno;
+        close(lfd);
+        return e;
+    }
+    struct server_args a = {.tcp = tcp, .size = size, .total = warmup + count, .cpu = server_cpu, .fd = lfd};
+    pthread_t th;
+    if (pthread_create(&th, NULL, server_main, &a)) { close(lfd); return EAGAIN; }
+    while (!a.ready) sched_yield();
+    pin(client_cpu);
+    int c = socket(AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM), 0);
+    int rc = 0;
+    if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa)) { rc = errno; goto done; }
+    if (tcp) {
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    char *buf = calloc(1, 65536);
+    for (int i = 0; i < warmup + count && rc == 0; i++) {
+        uint64_t t0 = now_ns();
+        if (send_all(c, buf, size, NULL)) { rc = EIO; break; }
+        if (tcp) {
+            if (recv_all(c, buf, size)) rc = EIO;
+        } else {
+            while (recv(c, buf, 65536, MSG_DONTWAIT) < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { rc = errno; break; }
+            }
+        }
+        if (i >= warmup) rtt_ns[i - warmup] = now_ns() - t0;
+    }
+    free(buf);
+done:
+    if (rc) {
+        // Unblock a server still waiting: close both ends.
+        shutdown(lfd, SHUT_RDWR);
+    }
+    if (c >= 0) close(c);
+    pthread_join(th, NULL);
+    close(lfd);
+    return rc ? rc : a.error;
+}
+
+struct stream_args {
+    int fd, size, cpu;
+    uint64_t total;
+    volatile int ready;
+};
+
+static void *sink_main(void *p) {
+    struct stream_args *a = p;
+    pin(a->cpu);
+    a->ready = 1;
+    int c = accept(a->fd, NULL, NULL);
+    if (c < 0) return NULL;
+    char *buf = malloc(1 << 20);
+    uint64_t got = 0;
+    while (got < a->total) {
+        ssize_t r = recv(c, buf, 1 << 20, 0);
+        if (r <= 0) break;
+        got += (uint64_t)r;
+    }
+    free(buf);
+    close(c);
+    return NULL;
+}
+
+int demi_baseline_tcp_stream(int size, uint64_t total_bytes, int server_cpu, int client_cpu, uint64_t *elapsed_ns) {
+    if (size <= 0) return EINVAL;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sl) || getsockname(lfd, (struct sockaddr *)&sa, &sl) ||
+        listen(lfd, 1)) {
+        int e = errno;
+        if (lfd >= 0) close(lfd);
+        return e;
+    }
+    struct stream_args a = {.fd = lfd, .size = size, .cpu = server_cpu, .total = total_bytes};
+    pthread_t th;
+    if (pthread_create(&th, NULL, sink_main, &a)) { close(lfd); return EAGAIN; }
+    while (!a.ready) sched_yield();
+    pin(client_cpu);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    int rc = 0;
+    char *buf = calloc(1, (size_t)size);
+    uint64_t t0 = now_ns();
+    if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa)) {
+        rc = errno;
+    } else {
+        uint64_t sent = 0;
+        while (sent < total_bytes) {
+            ssize_t r = send(c, buf, (size_t)size, MSG_NOSIGNAL);
+            if (r <= 0) { rc = errno ? errno : EIO; break; }
+            sent += (uint64_t)r;
+        }
+        shutdown(c, SHUT_WR);
+    }
+    pthread_join(th, NULL);
+    *elapsed_ns = now_ns() - t0;
+    free(buf);
+    if (c >= 0) close(c);
+    close(lfd);
+    return rc;
+}

@@ -1,0 +1,24 @@
+// Plain C baselines measured by `demi bench` in the same run as the libOSes: busy-polling kernel sockets over
+// loopback, a server thread and a client thread pinned to separate CPUs. No Demikernel code is involved.
+#ifndef CDEMI_BASELINES_H
+#define CDEMI_BASELINES_H
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Runs `warmup` + `count` ping-pong round trips of `size`-byte messages over 127.0.0.1 (UDP if `tcp` is 0, else TCP
+/// with TCP_NODELAY), with non-blocking sockets spinning on recv. Writes the `count` round-trip times (ns) into
+/// `rtt_ns`. The server runs on `server_cpu`, the client on `client_cpu` (-1: not pinned). Returns 0 or an errno.
+int demi_baseline_pingpong(int tcp, int size, int warmup, int count, int server_cpu, int client_cpu,
+                           uint64_t *rtt_ns);
+
+/// Streams `total_bytes` over a loopback TCP connection in `size`-byte writes (blocking sockets) and returns the
+/// elapsed nanoseconds in `*elapsed_ns`. Returns 0 or an errno.
+int demi_baseline_tcp_stream(int size, uint64_t total_bytes, int server_cpu, int client_cpu, uint64_t *elapsed_ns);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,305 @@
+import ArgumentParser
+import CDemiBaselines
+import CDemiLinux
+import Demikernel
+import Foundation
+
+/// A value handed between threads once, under a semaphore.
+final class Handoff<T>: @unchecked Sendable {
+    var value: T?
+    var error: (any Error)?
+    let signal = DispatchSemaphore(value: 0)
+}
+
+/// One row of the results.
+struct BenchRow: Codable {
+    var system: String
+    var proto: String
+    var size: Int
+    var latency: LatencySummary
+    var messagesPerSecond: Double
+    var ratioToC: Double?
+}
+
+struct StreamRow: Codable {
+    var system: String
+    var size: Int
+    var gbitPerSecond: Double
+    var ratioToC: Double?
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Echo round trips and throughput of the libOSes next to plain C sockets, in one run.",
+        discussion: """
+            Starts an echo server and a closed-loop client on loopback, on separate CPUs when there are two or \
+            more, and prints latency and throughput. Every libOS figure is also given as a ratio to the plain C \
+            busy-polling baseline measured in the same run (this machine is shared and noisy: compare ratios, \
+            not absolute values). Each figure is the median over --reps runs.
+            """)
+
+    @Option(help: "Timed round trips per run.") var count = 10_000
+    @Option(help: "Untimed round trips before each run.") var warmup = 1000
+    @Option(help: "Runs per figure (the median is reported).") var reps = 3
+    @Option(parsing: .upToNextOption, help: "Message sizes for the round-trip table.") var sizes: [Int] = [64, 1024]
+    @Option(help: "Bytes streamed by the throughput test.") var streamBytes = 256 << 20
+    @Option(help: "catnap poll mode for the benchmark: busy, epoll or auto.") var pollMode = "busy"
+    @Flag(help: "Skip the shared-memory (catmem) row.") var noCatmem = false
+    @Option(help: "Also write the results as JSON to this file.") var json: String?
+
+    func validate() throws {
+        guard count > 0, warmup >= 0, reps > 0, sizes.allSatisfy({ $0 > 0 && $0 <= 65507 }) else {
+            throw ValidationError("bad --count, --warmup, --reps or --sizes")
+        }
+    }
+
+    var cpus: (server: Int32, client: Int32) {
+        cdemi_cpu_count() >= 2 ? (1, 0) : (-1, -1)
+    }
+
+    func run() throws {
+        let (serverCPU, clientCPU) = cpus
+        print("demi bench: loopback echo, \(count) round trips x \(reps) runs per figure (median), " +
+              (serverCPU >= 0 ? "server on CPU \(serverCPU), client on CPU \(clientCPU)" : "one CPU"))
+        var rows: [BenchRow] = []
+        for proto in TransportProtocol.allCases {
+            for size in sizes {
+                var c: [LatencySummary] = []
+                var nap: [LatencySummary] = []
+                var napRate: [Double] = []
+                var cRate: [Double] = []
+                for _ in 0..<reps {
+                    let cs = try baseline(proto: proto, size: size)
+                    c.append(cs)
+                    cRate.append(1e9 / cs.mean)
+                    let (ns, rate) = try catnap(proto: proto, size: size)
+                    nap.append(ns)
+                    napRate.append(rate)
+                }
+                let cm = LatencySummary.median(c)
+                let nm = LatencySummary.median(nap)
+                rows.append(BenchRow(system: "C busy-poll sockets", proto: proto.rawValue, size: size, latency: cm,
+                                     messagesPerSecond: median(cRate), ratioToC: 1))
+                rows.append(BenchRow(system: "catnap (\(pollMode))", proto: proto.rawValue, size: size, latency: nm,
+                                     messagesPerSecond: median(napRate), ratioToC: nm.p50 / cm.p50))
+            }
+        }
+        if !noCatmem {
+            for size in sizes {
+                var runs: [LatencySummary] = []
+                var rates: [Double] = []
+                for _ in 0..<reps {
+                    let (s, r) = try catmem(size: size)
+                    runs.append(s)
+                    rates.append(r)
+                }
+                rows.append(BenchRow(system: "catmem (2 processes)", proto: "pipe", size: size,
+                                     latency: LatencySummary.median(runs), messagesPerSecond: median(rates),
+                                     ratioToC: nil))
+            }
+        }
+        printTable(rows)
+
+        var streams: [StreamRow] = []
+        var cStream: [Double] = []
+        var napStream: [Double] = []
+        for _ in 0..<reps {
+            cStream.append(try baselineStream(size: 65536))
+            napStream.append(try catnapStream(size: 65536))
+        }
+        let cg = median(cStream)
+        streams.append(StreamRow(system: "C blocking sockets", size: 65536, gbitPerSecond: cg, ratioToC: 1))
+        streams.append(StreamRow(system: "catnap (\(pollMode))", size: 65536, gbitPerSecond: median(napStream),
+                                 ratioToC: median(napStream) / cg))
+        print("")
+        print("TCP stream, \(streamBytes >> 20) MiB in 64 KiB pushes:")
+        print("| system | Gbit/s | vs C |")
+        print("|---|---:|---:|")
+        for s in streams {
+            print(String(format: "| %@ | %.2f | %.2fx |", s.system, s.gbitPerSecond, s.ratioToC ?? 0))
+        }
+        if let json {
+            struct Out: Codable { var date: String; var roundTrips: [BenchRow]; var streams: [StreamRow] }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try enc.encode(Out(date: ISO8601DateFormatter().string(from: Date()), roundTrips: rows,
+                                          streams: streams))
+            try data.write(to: URL(fileURLWithPath: json))
+        }
+    }
+
+    func printTable(_ rows: [BenchRow]) {
+        print("")
+        print("| system | proto | size | p50 | p99 | p99.9 | msgs/s | p50 vs C |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in rows {
+            let ratio = r.ratioToC.map { String(format: "%.2fx", $0) } ?? "-"
+            print("| \(r.system) | \(r.proto) | \(r.size) | \(formatNs(r.latency.p50)) | \(formatNs(r.latency.p99)) | "
+                  + "\(formatNs(r.latency.p999)) | \(String(format: "%.0f", r.messagesPerSecond)) | \(ratio) |")
+        }
+    }
+
+    func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.isEmpty ? 0 : s[s.count / 2]
+    }
+
+    // MARK: - Systems
+
+    func baseline(proto: TransportProtocol, size: Int) throws -> LatencySummary {
+        var samples = [UInt64](repeating: 0, count: count)
+        let rc = samples.withUnsafeMutableBufferPointer {
+            demi_baseline_pingpong(proto == .tcp ? 1 : 0, Int32(size), Int32(warmup), Int32(count), cpus.server,
+                                   cpus.client, $0.baseAddress)
+        }
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return LatencySummary(samples)
+    }
+
+    func makeLibOS(_ name: LibOSName) throws -> LibOS {
+        var config = try Configuration.fromEnvironment()
+        try config.set("poll_mode", pollMode)
+        return try LibOS(name, configuration: config)
+    }
+
+    /// Starts an echo (or sink) server on its own thread with its own libOS; returns its address and a stopper.
+    func startServer(proto: TransportProtocol, sink: Bool = false) throws -> (SocketAddressV4, () -> Void) {
+        let address = Handoff<SocketAddressV4>()
+        let finished = DispatchSemaphore(value: 0)
+        let stop = StopFlag()
+        let serverCPU = cpus.server
+        let pollMode = self.pollMode
+        let thread = Thread {
+            defer { finished.signal() }
+            if serverCPU >= 0 { _ = cdemi_pin_to_cpu(serverCPU) }
+            do {
+                var config = try Configuration.fromEnvironment()
+                try config.set("poll_mode", pollMode)
+                let os = try LibOS(.kernelSockets, configuration: config)
+                let ready: @Sendable (SocketAddressV4) -> Void = { a in
+                    address.value = a
+                    address.signal.signal()
+                }
+                if sink {
+                    try SinkServer.run(os, address: SocketAddressV4(.loopback, 0), stop: stop, ready: ready)
+                } else {
+                    try EchoServer.run(os, proto: proto, address: SocketAddressV4(.loopback, 0), stop: stop,
+                                       ready: ready)
+                }
+            } catch {
+                address.error = error
+                address.signal.signal()
+            }
+        }
+        thread.start()
+        address.signal.wait()
+        if let e = address.error { throw e }
+        return (address.value!, { stop.set(); finished.wait() })
+    }
+
+    func catnap(proto: TransportProtocol, size: Int) throws -> (LatencySummary, Double) {
+        let (addr, stop) = try startServer(proto: proto)
+        defer { stop() }
+        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
+        let os = try makeLibOS(.kernelSockets)
+        let o = try PingClient.run(os, proto: proto, server: addr, size: size, count: count, warmup: warmup,
+                                   connections: 1)
+        return (LatencySummary(o.samples), Double(o.messages) / (Double(o.elapsedNs) / 1e9))
+    }
+
+    func catmem(size: Int) throws -> (LatencySummary, Double) {
+        let os = try LibOS(.sharedMemory)
+        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let qd = try os.createPipe(name)
+        let peer = Process()
+        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        peer.arguments = ["shm-echo", name] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+        try peer.run()
+        defer {
+            try? os.close(qd)
+            peer.waitUntilExit()
+        }
+        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
+        let msg = try os.sgaalloc(size)
+        defer { try? os.sgafree(msg) }
+        var samples: [UInt64] = []
+        samples.reserveCapacity(count)
+        var t0 = now()
+        for i in 0..<(warmup + count) {
+            if i == warmup { t0 = now() }
+            let start = now()
+            _ = try os.wait(try os.push(qd, msg))
+            let r = try os.wait(try os.pop(qd), timeout: .seconds(20))
+            guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
+            try os.sgafree(sga)
+            if i >= warmup { samples.append(now() - start) }
+        }
+        let elapsed = Double(now() - t0) / 1e9
+        return (LatencySummary(samples), Double(count) / elapsed)
+    }
+
+    func baselineStream(size: Int) throws -> Double {
+        var elapsed: UInt64 = 0
+        let rc = demi_baseline_tcp_stream(Int32(size), UInt64(streamBytes), cpus.server, cpus.client, &elapsed)
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return Double(streamBytes) * 8 / Double(elapsed)
+    }
+
+    func catnapStream(size: Int) throws -> Double {
+        let (addr, stop) = try startServer(proto: .tcp, sink: true)
+        defer { stop() }
+        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
+        let os = try makeLibOS(.kernelSockets)
+        let qd = try os.socket(.inet, .stream)
+        let t0 = now()
+        if let e = try os.wait(try os.connect(qd, to: addr)).error { throw e }
+        let msg = try os.sgaalloc(size)
+        var pending: [QToken] = []
+        var sent = 0
+        while sent < streamBytes || !pending.isEmpty {
+            while sent < streamBytes && pending.count < 16 {
+                pending.append(try os.push(qd, msg))
+                sent += size
+            }
+            let (i, r) = try os.waitAny(pending)
+            if let e = r.error { throw e }
+            pending.remove(at: i)
+        }
+        try os.sgafree(msg)
+        // Half-close and wait for the sink to see everything (it closes after end-of-file).
+        let fin = try os.pop(qd)
+        try? os.close(qd)
+        _ = try? os.wait(fin, timeout: .zero)
+        let elapsed = now() - t0
+        return Double(streamBytes) * 8 / Double(elapsed)
+    }
+}
+
+/// Receives and discards everything (the far end of the stream test).
+enum SinkServer {
+    static func run(_ os: LibOS, address: SocketAddressV4, stop: StopFlag,
+                    ready: @Sendable (SocketAddressV4) -> Void) throws {
+        let l = try os.socket(.inet, .stream)
+        try os.bind(l, to: address)
+        try os.listen(l, backlog: 8)
+        ready(try os.localAddress(l))
+        var token = try os.accept(l)
+        var conn: QDesc?
+        while !stop.isSet {
+            guard let r = try waitOrIdle(os, token, .milliseconds(50)) else { continue }
+            if case .accepted(let c, _) = r.value {
+                conn = c
+                token = try os.pop(c)
+                continue
+            }
+            guard let sga = r.sga, sga.count > 0, let c = conn else {
+                if let s = r.sga { try os.sgafree(s) }
+                break
+            }
+            try os.sgafree(sga)
+            token = try os.pop(c)
+        }
+        if let c = conn { try? os.close(c) }
+        try? os.close(l)
+    }
+}

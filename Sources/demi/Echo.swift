@@ -1,0 +1,127 @@
+import ArgumentParser
+import CDemiLinux
+import Demikernel
+import Foundation
+import Synchronization
+
+/// Tells a server loop running on another thread to stop.
+final class StopFlag: Sendable {
+    let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// An echo server over any network libOS: every popped array is pushed back unchanged (zero-copy: the popped buffer
+/// is the pushed one).
+enum EchoServer {
+    /// Serves until `stop` is set (checked every 50 ms while idle) or, if `limit` is given, after that many messages.
+    static func run(_ os: LibOS, proto: TransportProtocol, address: SocketAddressV4, stop: StopFlag?,
+                    ready: ((SocketAddressV4) -> Void)? = nil, limit: Int? = nil) throws {
+        let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
+        try os.bind(qd, to: address)
+        if proto == .tcp { try os.listen(qd, backlog: 1024) }
+        ready?(try os.localAddress(qd))
+        var tokens: [QToken] = [proto == .tcp ? try os.accept(qd) : try os.pop(qd)]
+        var served = 0
+        tokens.reserveCapacity(256)
+        while stop?.isSet != true, limit.map({ served < $0 }) ?? true {
+            guard let (i, r) = try waitAnyOrIdle(os, tokens, .milliseconds(50)) else { continue }
+            tokens.swapAt(i, tokens.count - 1)
+            tokens.removeLast()
+            switch r.opcode {
+            case .accept:
+                if case .accepted(let conn, _) = r.value { tokens.append(try os.pop(conn)) }
+                tokens.append(try os.accept(qd))
+            case .pop:
+                guard let sga = r.sga else { continue }
+                if sga.count == 0 {  // end of file
+                    try os.sgafree(sga)
+                    try? os.close(r.qd)
+                    continue
+                }
+                let push = proto == .tcp ? try os.push(r.qd, sga) : try os.pushTo(r.qd, sga, to: sga.address!)
+                try os.sgafree(sga)
+                tokens.append(push)
+                tokens.append(try os.pop(r.qd))
+                served += 1
+            case .push, .close:
+                break
+            case .failed:
+                if r.error == .connectionReset || r.error == .canceled { try? os.close(r.qd) }
+            default:
+                break
+            }
+        }
+        try? os.close(qd)
+    }
+}
+
+struct Echo: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run an echo server (TCP or UDP).")
+
+    @OptionGroup var libos: LibOSOptions
+    @Option(help: "Address to listen on.") var addr = SocketAddressV4(.loopback, 12345)
+    @Option(help: "udp or tcp.") var proto: TransportProtocol = .udp
+    @Option(help: "Stop after this many messages (default: never).") var count: Int?
+    @Option(help: "Pin to this CPU.") var cpu: Int?
+
+    func run() throws {
+        if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
+        let os = try libos.make()
+        let name = os.name.codename
+        let proto = self.proto
+        try EchoServer.run(os, proto: proto, address: addr, stop: nil, ready: { a in
+            print("demi echo: \(name) \(proto) on \(a)")
+            fflush(nil)
+        }, limit: count)
+    }
+}
+
+
+/// The far end of a shared-memory pipe for `demi bench`: echoes every message until end-of-file.
+struct SharedMemoryEcho: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shm-echo", abstract: "Echo on a shared-memory pipe (used by demi bench).", shouldDisplay: false)
+
+    @Argument var name: String
+    @Option var cpu: Int?
+
+    func run() throws {
+        if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
+        let os = try LibOS(.sharedMemory)
+        var qd: QDesc?
+        let deadline = Date().addingTimeInterval(20)
+        while qd == nil {
+            do { qd = try os.openPipe(name) } catch {
+                guard (error == .noEntry || error == .wouldBlock) && Date() < deadline else { throw error }
+                usleep(200)
+            }
+        }
+        while true {
+            let r = try os.wait(try os.pop(qd!))
+            guard let sga = r.sga, sga.count > 0 else {
+                if let s = r.sga { try os.sgafree(s) }
+                break
+            }
+            _ = try os.wait(try os.push(qd!, sga))
+            try os.sgafree(sga)
+        }
+        try os.close(qd!)
+    }
+}
+
+/// Waits for `qt`; nil if the timeout passed first (other errors are thrown).
+func waitOrIdle(_ os: LibOS, _ qt: QToken, _ timeout: Duration) throws(Errno) -> QResult? {
+    do { return try os.wait(qt, timeout: timeout) } catch {
+        if error == .timedOut { return nil }
+        throw error
+    }
+}
+
+/// Waits for any of `qts`; nil if the timeout passed first (other errors are thrown).
+func waitAnyOrIdle(_ os: LibOS, _ qts: [QToken], _ timeout: Duration) throws(Errno) -> (Int, QResult)? {
+    do { return try os.waitAny(qts, timeout: timeout) } catch {
+        if error == .timedOut { return nil }
+        throw error
+    }
+}

@@ -1,0 +1,115 @@
+import ArgumentParser
+import CDemiLinux
+import Demikernel
+import Foundation
+
+/// A closed-loop client: each connection keeps one message in flight and times its round trip.
+enum PingClient {
+    struct Outcome {
+        var samples: [UInt64]
+        var elapsedNs: UInt64
+        var messages: Int
+    }
+
+    static func run(_ os: LibOS, proto: TransportProtocol, server: SocketAddressV4, size: Int, count: Int,
+                    warmup: Int, connections: Int) throws -> Outcome {
+        precondition(size > 0 && connections > 0)
+        var qds: [QDesc] = []
+        for _ in 0..<connections {
+            let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
+            if proto == .tcp {
+                let r = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10))
+                if let e = r.error { throw e }
+            } else {
+                try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+            }
+            qds.append(qd)
+        }
+        let messages = try qds.map { _ in try os.sgaalloc(size) }
+        for m in messages {
+            for k in 0..<size { m.head!.bytes[k] = UInt8(truncatingIfNeeded: k) }
+        }
+        var started = [UInt64](repeating: 0, count: connections)
+        var received = [Int](repeating: 0, count: connections)
+        var tokens: [QToken] = []
+        var owner: [Int] = []
+        var samples: [UInt64] = []
+        samples.reserveCapacity(count)
+        let total = warmup + count
+        var sent = 0
+        var done = 0
+
+        func send(_ c: Int) throws {
+            started[c] = now()
+            let push = proto == .tcp ? try os.push(qds[c], messages[c]) : try os.pushTo(qds[c], messages[c], to: server)
+            let r = try os.wait(push)
+            if let e = r.error { throw e }
+            received[c] = 0
+            tokens.append(try os.pop(qds[c]))
+            owner.append(c)
+            sent += 1
+        }
+
+        var t0 = now()
+        for c in 0..<min(connections, total) { try send(c) }
+        while done < total {
+            let (i, r) = try os.waitAny(tokens, timeout: .seconds(10))
+            let c = owner[i]
+            tokens.swapAt(i, tokens.count - 1)
+            tokens.removeLast()
+            owner.swapAt(i, owner.count - 1)
+            owner.removeLast()
+            guard let sga = r.sga else { throw r.error ?? .ioError }
+            received[c] += sga.count
+            let eof = sga.count == 0
+            try os.sgafree(sga)
+            if eof { throw Errno.connectionReset }
+            if received[c] < size {
+                tokens.append(try os.pop(qds[c]))
+                owner.append(c)
+                continue
+            }
+            let rtt = now() - started[c]
+            if done >= warmup { samples.append(rtt) } else if done == warmup - 1 { t0 = now() }
+            done += 1
+            if sent < total { try send(c) }
+        }
+        let elapsed = now() - t0
+        for m in messages { try os.sgafree(m) }
+        for q in qds { try os.close(q) }
+        return Outcome(samples: samples, elapsedNs: elapsed, messages: count)
+    }
+}
+
+@inline(__always)
+func now() -> UInt64 { UInt64(Instant.now().rawValue) }
+
+struct Ping: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure round trips against an echo server.")
+
+    @OptionGroup var libos: LibOSOptions
+    @Option(help: "The echo server.") var addr = SocketAddressV4(.loopback, 12345)
+    @Option(help: "udp or tcp.") var proto: TransportProtocol = .udp
+    @Option(help: "Message size in bytes.") var size = 64
+    @Option(help: "Round trips to time (after warm-up).") var count = 100_000
+    @Option(help: "Untimed round trips first.") var warmup = 1000
+    @Option(help: "Concurrent connections, one message in flight each.") var connections = 1
+    @Option(help: "Pin to this CPU.") var cpu: Int?
+
+    func validate() throws {
+        guard size > 0, size <= (proto == .udp ? 65507 : 1 << 24) else { throw ValidationError("bad --size") }
+        guard count > 0, warmup >= 0, connections > 0 else { throw ValidationError("bad counts") }
+    }
+
+    func run() throws {
+        if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
+        let os = try libos.make()
+        let o = try PingClient.run(os, proto: proto, server: addr, size: size, count: count, warmup: warmup,
+                                   connections: connections)
+        let s = LatencySummary(o.samples)
+        let rate = Double(o.messages) / (Double(o.elapsedNs) / 1e9)
+        print("demi ping: \(os.name.codename) \(proto) \(size) B x \(count), \(connections) connection(s) to \(addr)")
+        print("  rtt p50 \(formatNs(s.p50))  p99 \(formatNs(s.p99))  p99.9 \(formatNs(s.p999))  min \(formatNs(s.min))")
+        print(String(format: "  throughput %.0f msgs/s, %.3f Gbit/s each way", rate, rate * Double(size) * 8 / 1e9))
+    }
+}
