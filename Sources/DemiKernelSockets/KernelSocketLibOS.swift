@@ -332,12 +332,15 @@ public final class KernelSocketLibOS: NetworkLibOS {
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         let i = try queueIndex(qd)
         if let e = SocketRules.pop(queues[i].type, queues[i].state) { throw e }
-        return try start(Operation(code: .pop, qd: qd), queue: i, list: .pops)
+        // Receives are not inlined: the first attempt is made in the next pass, so an application that re-arms a pop
+        // before pushing a reply does not pay a failing system call on its critical path.
+        return try start(Operation(code: .pop, qd: qd), queue: i, list: .pops, inline: false)
     }
 
-    /// Spawns an operation coroutine, queues it on its queue and polls it once right away (the inlined fast path).
+    /// Spawns an operation coroutine and queues it on its queue; with `inline`, polls it once right away (the paper's
+    /// inlined transmit path).
     @inline(__always)
-    func start(_ op: Operation, queue i: Int, list: ListKind) throws(Errno) -> QToken {
+    func start(_ op: Operation, queue i: Int, list: ListKind, inline: Bool = true) throws(Errno) -> QToken {
         let qt: QToken
         do {
             qt = try scheduler.spawn(op)
@@ -347,7 +350,7 @@ public final class KernelSocketLibOS: NetworkLibOS {
         }
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
         append(t, to: i, list)
-        pollOperation(t)
+        if inline { pollOperation(t) }
         return qt
     }
 
@@ -377,8 +380,11 @@ public final class KernelSocketLibOS: NetworkLibOS {
     // MARK: - The pass
 
     public func poll(now: Instant) {
+        passes &+= 1
+        // While operations are busy-polled, epoll (for parked ones, such as accepts) is checked every 64th pass
+        // only, so it does not double the cost of each spin.
+        if parked > 0 && (busyCount == 0 || passes & 63 == 0) { pollEpoll() }
         busyCount = 0
-        if parked > 0 { pollEpoll() }
         scheduler.fireTimers(now: now)
         scheduler.runReady { t in pollOperation(t) }
     }
@@ -408,13 +414,16 @@ public final class KernelSocketLibOS: NetworkLibOS {
     @inline(__always)
     func block(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>) {
         statistics.wouldBlock &+= 1
+        // Connection arrivals are not on the per-message path: accepts always wait for epoll.
+        if op.pointee.code == .accept { return park(op) }
         switch options.pollMode {
         case .busy:
+            busyCount += 1
             scheduler.wake(t)
         case .epoll:
             park(op)
         case .auto:
-            if parked == 0 && busyCount < options.busyPollLimit {
+            if busyCount < options.busyPollLimit {
                 busyCount += 1
                 scheduler.wake(t)
             } else {
@@ -423,8 +432,9 @@ public final class KernelSocketLibOS: NetworkLibOS {
         }
     }
 
-    /// Operations busy-polled in this pass (auto mode); reset at the start of each pass.
+    /// Operations busy-polled in the last pass; reset at the start of each pass.
     @exclusivity(unchecked) var busyCount = 0
+    @exclusivity(unchecked) var passes: UInt64 = 0
 
     @inline(__always)
     func park(_ op: UnsafeMutablePointer<Operation>) {

@@ -4,7 +4,8 @@ import DemiCore
 /// What the shared wait loop needs from a libOS: its scheduler, and one pass of work.
 ///
 /// A pass runs the fast-path pollers (devices), fires due timers and runs every runnable coroutine, with `now` as the
-/// only notion of time. The wait calls read the clock once per pass, so timers fire on time even during short waits.
+/// only notion of time. The wait calls read the clock once per pass whenever a deadline or an armed timer needs it,
+/// so timers fire on time even during short waits; a wait for ever with no timer armed skips the read.
 public protocol PollingLibOS: AnyObject {
     var scheduler: Scheduler { get }
     /// Runs one pass at time `now`.
@@ -23,7 +24,8 @@ extension PollingLibOS {
         if let r = s.take(qt) { return r }
         guard s.index(of: qt) != nil else { throw .invalidArgument }
         let limit = timeout?.nanoseconds ?? .max
-        let start = Instant.now()
+        let timed = limit != .max
+        let start = timed || s.nextTimerDeadline != nil ? Instant.now() : .zero
         let deadline = start.adding(nanoseconds: limit)
         var now = start
         while true {
@@ -31,7 +33,8 @@ extension PollingLibOS {
             if let r = s.take(qt) { return r }
             if now >= deadline { throw .timedOut }
             guard s.index(of: qt) != nil else { throw .invalidArgument }
-            now = Instant.now()
+            // The clock is read only when something needs the time: a deadline, or an armed timer.
+            if timed || s.nextTimerDeadline != nil { now = Instant.now() }
         }
     }
 
@@ -67,7 +70,7 @@ extension PollingLibOS {
             }
             if polled {
                 if now >= deadline { throw .timedOut }
-                now = Instant.now()
+                if limit != .max || s.nextTimerDeadline != nil { now = Instant.now() }
             }
             poll(now: now)
             polled = true
@@ -93,7 +96,7 @@ extension PollingLibOS {
             }
             if k > 0 { return k }
             if now >= deadline { throw .timedOut }
-            now = Instant.now()
+            if limit != .max || s.nextTimerDeadline != nil { now = Instant.now() }
         }
     }
 }

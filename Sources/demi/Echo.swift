@@ -21,6 +21,25 @@ enum EchoServer {
         try os.bind(qd, to: address)
         if proto == .tcp { try os.listen(qd, backlog: 1024) }
         ready?(try os.localAddress(qd))
+        if proto == .udp {
+            // One socket: pop, push the same array back to the sender, repeat.
+            var served = 0
+            var pop = try os.pop(qd)
+            while stop?.isSet != true, limit.map({ served < $0 }) ?? true {
+                guard let r = try waitOrIdle(os, pop, .milliseconds(50)) else { continue }
+                guard let sga = r.sga, let from = sga.address else {
+                    pop = try os.pop(qd)
+                    continue
+                }
+                let push = try os.pushTo(qd, sga, to: from)  // the reply goes out first
+                pop = try os.pop(qd)
+                try os.sgafree(sga)
+                _ = try os.wait(push)
+                served += 1
+            }
+            try? os.close(qd)
+            return
+        }
         var tokens: [QToken] = [proto == .tcp ? try os.accept(qd) : try os.pop(qd)]
         var served = 0
         tokens.reserveCapacity(256)

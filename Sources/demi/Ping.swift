@@ -14,6 +14,7 @@ enum PingClient {
     static func run(_ os: LibOS, proto: TransportProtocol, server: SocketAddressV4, size: Int, count: Int,
                     warmup: Int, connections: Int) throws -> Outcome {
         precondition(size > 0 && connections > 0)
+        if connections == 1 { return try runOne(os, proto: proto, server: server, size: size, count: count, warmup: warmup) }
         var qds: [QDesc] = []
         for _ in 0..<connections {
             let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
@@ -77,6 +78,41 @@ enum PingClient {
         let elapsed = now() - t0
         for m in messages { try os.sgafree(m) }
         for q in qds { try os.close(q) }
+        return Outcome(samples: samples, elapsedNs: elapsed, messages: count)
+    }
+}
+
+extension PingClient {
+    /// One connection, one message in flight: push, wait, pop until the echo is whole.
+    static func runOne(_ os: LibOS, proto: TransportProtocol, server: SocketAddressV4, size: Int, count: Int,
+                       warmup: Int) throws -> Outcome {
+        let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
+        if proto == .tcp {
+            if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+        } else {
+            // A connected UDP socket, like the C baseline's client: the kernel keeps the route.
+            try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+            if let e = try os.wait(try os.connect(qd, to: server)).error { throw e }
+        }
+        let msg = try os.sgaalloc(size)
+        var samples = [UInt64](repeating: 0, count: count)
+        var t0 = now()
+        for i in 0..<(warmup + count) {
+            if i == warmup { t0 = now() }
+            let start = now()
+            if let e = try os.wait(try os.push(qd, msg)).error { throw e }
+            var got = 0
+            while got < size {
+                let r = try os.wait(try os.pop(qd))
+                guard let sga = r.sga, sga.count > 0 else { throw r.error ?? Errno.connectionReset }
+                got += sga.count
+                try os.sgafree(sga)
+            }
+            if i >= warmup { samples[i - warmup] = now() - start }
+        }
+        let elapsed = now() - t0
+        try os.sgafree(msg)
+        try os.close(qd)
         return Outcome(samples: samples, elapsedNs: elapsed, messages: count)
     }
 }
