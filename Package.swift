@@ -23,6 +23,8 @@ let package = Package(
     products: [
         .library(name: "Demikernel", targets: ["Demikernel"]),
         .executable(name: "demi", targets: ["demi"]),
+        /// The plain C socket baselines, for the benchmark package.
+        .library(name: "DemiBaselines", targets: ["CDemiBaselines"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -200,3 +200,30 @@ int demi_baseline_tcp_stream(int size, uint64_t total_bytes, int server_cpu, int
     close(lfd);
     return rc;
 }
+
+double demi_baseline_udp_local_round(int count) {
+    int a = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0), b = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (a < 0 || b < 0 || bind(a, (struct sockaddr *)&sa, sl) || bind(b, (struct sockaddr *)&sa, sl) ||
+        getsockname(a, (struct sockaddr *)&sa, &sl)) {
+        int e = errno;
+        if (a >= 0) close(a);
+        if (b >= 0) close(b);
+        return -(double)e;
+    }
+    char msg[64] = {0};
+    char *buf = malloc(65536);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < count; i++) {
+        sendto(b, msg, sizeof msg, MSG_DONTWAIT, (struct sockaddr *)&sa, sizeof sa);
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        while (recvfrom(a, buf, 65536, MSG_DONTWAIT, (struct sockaddr *)&from, &fl) < 0) {}
+    }
+    double r = (double)(now_ns() - t0) / count;
+    free(buf);
+    close(a);
+    close(b);
+    return r;
+}

@@ -118,12 +118,22 @@ struct Bench: ParsableCommand {
         for s in streams {
             print(String(format: "| %@ | %.2f | %.2fx |", s.system, s.gbitPerSecond, s.ratioToC ?? 0))
         }
+        let micro = try microbenchmarks()
+        print("")
+        print("Microbenchmarks (one thread, median of \(reps) runs):")
+        print("| operation | ns | vs baseline |")
+        print("|---|---:|---:|")
+        for m in micro {
+            print("| \(m.name) | \(String(format: "%.1f", m.ns)) | \(m.ratio.map { String(format: "%.2fx", $0) } ?? "-") |")
+        }
         if let json {
-            struct Out: Codable { var date: String; var roundTrips: [BenchRow]; var streams: [StreamRow] }
+            struct Out: Codable {
+                var date: String; var roundTrips: [BenchRow]; var streams: [StreamRow]; var micro: [MicroRow]
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try enc.encode(Out(date: ISO8601DateFormatter().string(from: Date()), roundTrips: rows,
-                                          streams: streams))
+                                          streams: streams, micro: micro))
             try data.write(to: URL(fileURLWithPath: json))
         }
     }
@@ -272,6 +282,75 @@ struct Bench: ParsableCommand {
         _ = try? os.wait(fin, timeout: .zero)
         let elapsed = now() - t0
         return Double(streamBytes) * 8 / Double(elapsed)
+    }
+}
+
+struct MicroRow: Codable {
+    var name: String
+    var ns: Double
+    var ratio: Double?
+}
+
+extension Bench {
+    func microbenchmarks() throws -> [MicroRow] {
+        func med(_ runs: Int, _ body: () throws -> Double) rethrows -> Double {
+            var v: [Double] = []
+            for _ in 0..<runs { v.append(try body()) }
+            v.sort()
+            return v[v.count / 2]
+        }
+        // Scheduler: wake one coroutine and run the pass that polls it.
+        let s = Scheduler()
+        let task = try s.spawnBackground(tag: 1)
+        var polls = 0
+        let n = 2_000_000
+        let wake = med(reps) {
+            let t0 = now()
+            for _ in 0..<n {
+                s.wake(task)
+                s.runReady { polls &+= Int($0) &+ 1 }
+            }
+            return Double(now() - t0) / Double(n)
+        }
+        if polls == -1 { print(polls) }
+        // Buffers: allocate and free a 64-byte buffer from the pool.
+        let pool = BufferPool()
+        let alloc = med(reps) {
+            let t0 = now()
+            for _ in 0..<n {
+                let b = pool.allocate(size: 64)
+                b?.release()
+            }
+            return Double(now() - t0) / Double(n)
+        }
+        // One thread: push a datagram and pop it on catnap, against the same two system calls in C.
+        let rounds = 50_000
+        let c = med(reps) { demi_baseline_udp_local_round(Int32(rounds)) }
+        let os = try makeLibOS(.kernelSockets)
+        let a = try os.socket(.inet, .datagram)
+        try os.bind(a, to: SocketAddressV4(.loopback, 0))
+        let b = try os.socket(.inet, .datagram)
+        try os.bind(b, to: SocketAddressV4(.loopback, 0))
+        let to = try os.localAddress(a)
+        let nap = try med(reps) {
+            let t0 = now()
+            for _ in 0..<rounds {
+                let sga = try os.sgaalloc(64)
+                let pt = try os.pushTo(b, sga, to: to)
+                try os.sgafree(sga)
+                _ = try os.wait(pt)
+                let r = try os.wait(try os.pop(a))
+                try os.sgafree(r.sga!)
+            }
+            return Double(now() - t0) / Double(rounds)
+        }
+        return [
+            MicroRow(name: "scheduler wake + poll", ns: wake, ratio: nil),
+            MicroRow(name: "buffer allocate + free (64 B)", ns: alloc, ratio: nil),
+            MicroRow(name: "C sendto + recvfrom, one thread", ns: c, ratio: 1),
+            MicroRow(name: "catnap sgaalloc + pushTo + wait + pop + wait + sgafree", ns: nap, ratio: nap / c),
+            MicroRow(name: "catnap libOS time per I/O ((catnap - C) / 2)", ns: (nap - c) / 2, ratio: nil),
+        ]
     }
 }
 

@@ -22,3 +22,13 @@ int demi_baseline_tcp_stream(int size, uint64_t total_bytes, int server_cpu, int
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// One thread: `count` rounds of sendto (64 bytes) on one UDP socket and a spinning recvfrom on another, over
+/// loopback. Returns the mean ns per round, or a negative errno.
+double demi_baseline_udp_local_round(int count);
+#ifdef __cplusplus
+}
+#endif
