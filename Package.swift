@@ -11,6 +11,7 @@
 //   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
 //   DemiSharedMemory    libOS of shared-memory queues between processes (LIBOS=catmem)
 //   Demikernel    the facade: libOS selection, configuration, the async/await layer
+//   DemikernelC   the C ABI: libdemikernel.so implementing include/demi/*.h
 //   demi          the command-line tool (echo, ping, bench)
 import PackageDescription
 
@@ -23,6 +24,8 @@ let package = Package(
     products: [
         .library(name: "Demikernel", targets: ["Demikernel"]),
         .executable(name: "demi", targets: ["demi"]),
+        /// libdemikernel.so: the C ABI (headers in Sources/CDemikernelABI/include/demi), drop-in for upstream's.
+        .library(name: "demikernel", type: .dynamic, targets: ["DemikernelC"]),
         /// The plain C socket baselines, for the benchmark package.
         .library(name: "DemiBaselines", targets: ["CDemiBaselines"]),
     ],
@@ -62,6 +65,14 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
+        ),
+
+        // MARK: - C ABI
+        .target(name: "CDemikernelABI"),
+        .target(
+            name: "DemikernelC",
+            dependencies: ["Demikernel", "CDemikernelABI"],
+            swiftSettings: swiftSettings + [.enableExperimentalFeature("CImplementation")]
         ),
 
         // MARK: - Tools
