@@ -18,8 +18,30 @@ struct RecordHeader {
 @inline(__always)
 func padded(_ n: Int) -> Int { (n + 15) & ~15 }
 
+/// A zeroed stand-in ring for queues that have none (memory queues): never written, so any use sees it empty/full.
+nonisolated(unsafe) let detachedRingWords: UnsafeMutablePointer<UInt64> = {
+    let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
+    p.initialize(repeating: 0, count: 2)
+    return p
+}()
+
 /// The producer's side of a ring.
 struct RingProducer {
+    static var detached: RingProducer {
+        RingProducer(tail: detachedRingWords, head: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords),
+                     capacity: 0, local: 0)
+    }
+
+    init(tail: UnsafeMutablePointer<UInt64>, head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
+         capacity: Int, local: UInt64) {
+        self.tail = tail
+        self.head = head
+        self.data = data
+        self.capacity = capacity
+        localTail = local
+        cachedHead = local
+    }
+
     let tail: UnsafeMutablePointer<UInt64>
     let head: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
@@ -90,6 +112,21 @@ struct RingProducer {
 
 /// The consumer's side of a ring.
 struct RingConsumer {
+    static var detached: RingConsumer {
+        RingConsumer(head: detachedRingWords, tail: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords),
+                     capacity: 0, local: 0)
+    }
+
+    init(head: UnsafeMutablePointer<UInt64>, tail: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
+         capacity: Int, local: UInt64) {
+        self.head = head
+        self.tail = tail
+        self.data = data
+        self.capacity = capacity
+        localHead = local
+        cachedTail = local
+    }
+
     let head: UnsafeMutablePointer<UInt64>
     let tail: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
