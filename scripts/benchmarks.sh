@@ -30,7 +30,9 @@ $(uname -r), Swift $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*
   p99.9 are medians of the per-run percentiles.
 - "C busy-poll sockets" is plain C: non-blocking sockets spinning on \`recv\`, a connected UDP client, \`TCP_NODELAY\`.
   catnap runs the same pattern through PDPIX (push, pop, wait) with \`poll_mode: busy\`.
-- catmem is two processes exchanging messages through a shared-memory pipe; the kernel is not involved.
+- catmem is two processes exchanging messages through a shared-memory pipe; the kernel is not involved. Its
+  baseline is a plain C single-producer single-consumer ring pair in shared memory between two processes (forked),
+  with the same cache-line layout, spinning on the indices.
 - The microbenchmarks run on one thread. "libOS time per I/O" is the single-thread push+pop round on catnap minus the
   same two system calls made directly from C, halved (two I/Os per round).
 - SwiftNIO runs its own event loops (one thread each for client and server, not pinned) with the C baseline measured
