@@ -86,13 +86,6 @@ public final class KernelSocketLibOS: NetworkLibOS {
         }
     }
 
-    /// A FIFO of operations on one queue, threaded through the operations' `link` field.
-    struct OperationList {
-        var head: UInt32 = Operation.none
-        var tail: UInt32 = Operation.none
-        var isEmpty: Bool { head == Operation.none }
-    }
-
     @exclusivity(unchecked) var queues = UnsafeTable<Queue>(capacity: 1024)
     @exclusivity(unchecked) var freeQueue = -1
     @exclusivity(unchecked) var parked = 0
@@ -230,21 +223,13 @@ public final class KernelSocketLibOS: NetworkLibOS {
 
     public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
         try close(qd)
-        let qt = try scheduler.spawn(Operation(code: .close, qd: qd))
-        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: .close, qd: qd, qt: qt))
-        return qt
+        return try scheduler.spawnCompleted(.close, qd: qd)
     }
 
     /// Fails every pending operation of queue `i` with `ECANCELED`.
     func cancelAll(_ i: Int) {
         for list in [ListKind.pops, .pushes, .accepts] {
-            var t = withList(i, list) { $0.head }
-            while t != Operation.none {
-                let next = scheduler.operation(t).pointee.link
-                fail(t, .canceled)
-                t = next
-            }
-            withList(i, list) { $0 = OperationList() }
+            withList(i, list) { $0.removeAll(scheduler) { fail($0, .canceled) } }
         }
         if queues[i].connect != Operation.none {
             fail(queues[i].connect, .canceled)
@@ -356,25 +341,13 @@ public final class KernelSocketLibOS: NetworkLibOS {
 
     @inline(__always)
     func append(_ t: UInt32, to i: Int, _ list: ListKind) {
-        let tail = withList(i, list) { $0.tail }
-        if tail == Operation.none {
-            withList(i, list) { $0.head = t }
-        } else {
-            scheduler.operation(tail).pointee.link = t
-        }
-        withList(i, list) { $0.tail = t }
+        withList(i, list) { $0.append(t, scheduler) }
     }
 
     /// Removes the head of a queue's list and wakes the next operation, which may now proceed.
     @inline(__always)
     func popHead(_ i: Int, _ list: ListKind) {
-        let head = withList(i, list) { $0.head }
-        let next = scheduler.operation(head).pointee.link
-        withList(i, list) { l in
-            l.head = next
-            if next == Operation.none { l.tail = Operation.none }
-        }
-        if next != Operation.none { scheduler.wake(next) }
+        withList(i, list) { $0.removeHead(scheduler) }
     }
 
     // MARK: - The pass

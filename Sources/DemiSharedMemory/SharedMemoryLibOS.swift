@@ -86,12 +86,6 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var nextFree = -1
     }
 
-    struct OperationList {
-        var head: UInt32 = Operation.none
-        var tail: UInt32 = Operation.none
-        var isEmpty: Bool { head == Operation.none }
-    }
-
     @exclusivity(unchecked) var queues = UnsafeTable<Queue>(capacity: 256)
     @exclusivity(unchecked) var freeQueue = -1
     @exclusivity(unchecked) var liveness: UInt32 = Operation.none
@@ -287,22 +281,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
         try close(qd)
-        let qt = try scheduler.spawn(Operation(code: .close, qd: qd))
-        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: .close, qd: qd, qt: qt))
-        return qt
+        return try scheduler.spawnCompleted(.close, qd: qd)
     }
 
     func cancelAll(_ i: Int) {
-        for which in 0..<2 {
-            var t = which == 0 ? queues[i].pops.head : queues[i].pushes.head
-            while t != Operation.none {
-                let next = scheduler.operation(t).pointee.link
-                fail(t, .canceled)
-                t = next
-            }
-        }
-        queues[i].pops = OperationList()
-        queues[i].pushes = OperationList()
+        queues[i].pops.removeAll(scheduler) { fail($0, .canceled) }
+        queues[i].pushes.removeAll(scheduler) { fail($0, .canceled) }
     }
 
     // MARK: - Data path
@@ -324,7 +308,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
             throw error
         }
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
-        append(t, &queues[i].pushes)
+        queues[i].pushes.append(t, scheduler)
         pollOperation(t)
         return qt
     }
@@ -333,22 +317,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let i = try queueIndex(qd)
         let qt = try scheduler.spawn(Operation(code: .pop, qd: qd))
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
-        append(t, &queues[i].pops)
+        queues[i].pops.append(t, scheduler)
         pollOperation(t)
         return qt
-    }
-
-    @inline(__always)
-    func append(_ t: UInt32, _ list: inout OperationList) {
-        if list.tail == Operation.none { list.head = t } else { scheduler.operation(list.tail).pointee.link = t }
-        list.tail = t
-    }
-
-    @inline(__always)
-    func advance(_ list: inout OperationList) {
-        let next = scheduler.operation(list.head).pointee.link
-        list.head = next
-        if next == Operation.none { list.tail = Operation.none } else { scheduler.wake(next) }
     }
 
     // MARK: - The pass
@@ -408,12 +379,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
         op.pointee.sga.releaseAll()
         op.pointee.sga = .empty
-        advance(&queues[i].pushes)
+        queues[i].pushes.removeHead(scheduler)
         scheduler.complete(t, QResult(opcode: .push, qd: op.pointee.qd, qt: QToken(rawValue: 0)))
     }
 
     func failPush(_ t: UInt32, _ i: Int, _ e: Errno) {
-        advance(&queues[i].pushes)
+        queues[i].pushes.removeHead(scheduler)
         fail(t, e)
     }
 
@@ -454,7 +425,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     func failPop(_ t: UInt32, _ i: Int, _ e: Errno) {
-        advance(&queues[i].pops)
+        queues[i].pops.removeHead(scheduler)
         fail(t, e)
     }
 
@@ -467,7 +438,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
         let sga = ScatterGatherArray(head: b)
         pool.giveToApplication(b.unsafelyUnwrapped)
-        advance(&queues[i].pops)
+        queues[i].pops.removeHead(scheduler)
         scheduler.complete(t, QResult(opcode: .pop, qd: op.pointee.qd, qt: QToken(rawValue: 0), value: .sga(sga)))
     }
 
@@ -479,7 +450,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         s[(queues[i].slotHead + queues[i].slotCount) % cap] = op.pointee.sga
         queues[i].slotCount += 1
         op.pointee.sga = .empty
-        advance(&queues[i].pushes)
+        queues[i].pushes.removeHead(scheduler)
         scheduler.complete(t, QResult(opcode: .push, qd: op.pointee.qd, qt: QToken(rawValue: 0)))
         if !queues[i].pops.isEmpty { scheduler.wake(queues[i].pops.head) }
     }
@@ -506,7 +477,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         sga.releaseAll()
         let out = ScatterGatherArray(head: views)
         if let h = views { pool.giveToApplication(h) }
-        advance(&queues[i].pops)
+        queues[i].pops.removeHead(scheduler)
         scheduler.complete(t, QResult(opcode: .pop, qd: op.pointee.qd, qt: QToken(rawValue: 0), value: .sga(out)))
         if !queues[i].pushes.isEmpty { scheduler.wake(queues[i].pushes.head) }
     }
