@@ -8,6 +8,7 @@
 //   DemiRuntime   the coroutine scheduler, timers, completions, the socket state machine
 //   DemiWire      wire formats (views over bytes, header values, checksums)
 //   DemiDevices   the physical-layer protocol; in-memory link, fault injection and pcap capture as devices
+//   DemiInet      the user-space TCP/IP stack: sans-I/O protocol state machines (time is an input)
 //   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
 //   DemiSharedMemory    libOS of shared-memory queues between processes (LIBOS=catmem)
 //   Demikernel    the facade: libOS selection, configuration, the async/await layer
@@ -47,6 +48,11 @@ let package = Package(
         .target(name: "DemiRuntime", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
         .target(name: "DemiWire", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
         .target(name: "DemiDevices", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
+        .target(
+            name: "DemiInet",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiWire", "DemiDevices"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "DemiKernelSockets",
             dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "CDemiLinux"],
@@ -101,6 +107,7 @@ let package = Package(
         .testTarget(name: "DemiRuntimeTests", dependencies: ["DemiRuntime"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiWireTests", dependencies: ["DemiWire"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiInetTests", dependencies: ["DemiInet"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
             dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer"],
