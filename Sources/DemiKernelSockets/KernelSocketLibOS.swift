@@ -71,6 +71,10 @@ public final class KernelSocketLibOS: NetworkLibOS {
         var connect: UInt32 = Operation.none
         /// A TCP end-of-file was read: every later pop completes at once with a zero-length array.
         var endOfFile = false
+        /// The socket is registered with epoll. Registration waits for the first parked operation: a socket in an
+        /// epoll set makes the kernel run the epoll wake-up callback on every packet it receives and every send
+        /// buffer it frees, which costs busy-polled sockets (which never ask epoll) about 0.2 µs per I/O here.
+        var watched = false
         var nextFree: Int = -1
     }
 
@@ -135,14 +139,6 @@ public final class KernelSocketLibOS: NetworkLibOS {
         }
         let gen = queues[i].generation &+ 1
         queues[i] = Queue(inUse: true, generation: gen, fd: fd, type: type, state: state)
-        let data = UInt64(gen) << 32 | UInt64(i)
-        if cdemi_epoll_add(epfd, fd, eventIn | eventOut | cdemi_epollet(), data) != 0 {
-            let e = Errno.current
-            queues[i].inUse = false
-            queues[i].nextFree = freeQueue
-            freeQueue = i
-            throw e
-        }
         return QDesc(rawValue: Int32(i) + QDesc.base)
     }
 
@@ -388,19 +384,19 @@ public final class KernelSocketLibOS: NetworkLibOS {
     func block(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>) {
         statistics.wouldBlock &+= 1
         // Connection arrivals are not on the per-message path: accepts always wait for epoll.
-        if op.pointee.code == .accept { return park(op) }
+        if op.pointee.code == .accept { return park(t, op) }
         switch options.pollMode {
         case .busy:
             busyCount += 1
             scheduler.wake(t)
         case .epoll:
-            park(op)
+            park(t, op)
         case .auto:
             if busyCount < options.busyPollLimit {
                 busyCount += 1
                 scheduler.wake(t)
             } else {
-                park(op)
+                park(t, op)
             }
         }
     }
@@ -409,8 +405,19 @@ public final class KernelSocketLibOS: NetworkLibOS {
     @exclusivity(unchecked) var busyCount = 0
     @exclusivity(unchecked) var passes: UInt64 = 0
 
+    /// Parks `op` until epoll reports its socket ready, registering the socket on first use (edge-triggered: the
+    /// registration itself reports a socket that became ready since the failed call). If the socket cannot be
+    /// registered, `op` stays runnable and is busy-polled instead.
     @inline(__always)
-    func park(_ op: UnsafeMutablePointer<Operation>) {
+    func park(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>) {
+        let i = Int(op.pointee.qd.rawValue) - Int(QDesc.base)
+        if !queues[i].watched {
+            let data = UInt64(queues[i].generation) << 32 | UInt64(i)
+            guard cdemi_epoll_add(epfd, queues[i].fd, eventIn | eventOut | cdemi_epollet(), data) == 0 else {
+                return scheduler.wake(t)
+            }
+            queues[i].watched = true
+        }
         if op.pointee.aux & 0x8000_0000 == 0 {
             op.pointee.aux |= 0x8000_0000
             parked += 1
