@@ -1,4 +1,6 @@
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "CDemiBaselines.h"
 
 #include <arpa/inet.h>
@@ -304,4 +306,148 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
     waitpid(child, &status, 0);
     munmap(mem, bytes);
     return rc;
+}
+
+int demi_baseline_pin(int cpu) {
+    if (cpu < 0) return 0;
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    return sched_setaffinity(0, sizeof s, &s) ? errno : 0;
+}
+
+int demi_baseline_cpu_count(void) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    if (sched_getaffinity(0, sizeof s, &s)) return 1;
+    return CPU_COUNT(&s);
+}
+
+/* Busy-polling stream: the sink spins on recv(MSG_DONTWAIT) until it has every byte, the sender on send. */
+static void *poll_sink_main(void *p) {
+    struct stream_args *a = p;
+    pin(a->cpu);
+    a->ready = 1;
+    int c = -1;
+    while (c < 0) {
+        c = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK);
+        if (c < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return NULL;
+    }
+    char *buf = malloc(1 << 20);
+    uint64_t got = 0;
+    while (got < a->total) {
+        ssize_t r = recv(c, buf, 1 << 20, MSG_DONTWAIT);
+        if (r > 0) got += (uint64_t)r;
+        else if (r == 0) break;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) break;
+    }
+    free(buf);
+    close(c);
+    return NULL;
+}
+
+int demi_baseline_tcp_stream_poll(int size, uint64_t total_bytes, int server_cpu, int client_cpu,
+                                  uint64_t *elapsed_ns) {
+    if (size <= 0) return EINVAL;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sl) || getsockname(lfd, (struct sockaddr *)&sa, &sl) ||
+        listen(lfd, 1)) {
+        int e = errno;
+        if (lfd >= 0) close(lfd);
+        return e;
+    }
+    struct stream_args a = {.fd = lfd, .size = size, .cpu = server_cpu, .total = total_bytes};
+    pthread_t th;
+    if (pthread_create(&th, NULL, poll_sink_main, &a)) { close(lfd); return EAGAIN; }
+    while (!a.ready) sched_yield();
+    pin(client_cpu);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    int rc = 0;
+    char *buf = calloc(1, (size_t)size);
+    uint64_t t0 = now_ns();
+    if (c < 0 || connect(c, (struct sockaddr *)&sa, sizeof sa)) {
+        rc = errno;
+        shutdown(lfd, SHUT_RDWR);
+    } else {
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        uint64_t sent = 0;
+        while (sent < total_bytes) {
+            uint64_t left = total_bytes - sent;
+            size_t n = left < (uint64_t)size ? (size_t)left : (size_t)size;
+            ssize_t r = send(c, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (r > 0) sent += (uint64_t)r;
+            else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) { rc = errno; break; }
+        }
+        shutdown(c, SHUT_WR);
+    }
+    pthread_join(th, NULL);
+    *elapsed_ns = now_ns() - t0;
+    free(buf);
+    if (c >= 0) close(c);
+    close(lfd);
+    return rc;
+}
+
+/* A minimal C ready-bitset scheduler with the same shape as DemiRuntime's: slots with a state byte, a word level
+   and a summary level, Lemire's loop over set bits. */
+#define SCHED_SLOTS 1024
+struct c_sched {
+    uint64_t summary;
+    uint64_t words[SCHED_SLOTS / 64];
+    uint8_t state[SCHED_SLOTS];
+    uint64_t polls;
+};
+
+static inline void c_sched_wake(struct c_sched *s, uint32_t i) {
+    s->words[i >> 6] |= 1ull << (i & 63);
+    s->summary |= 1ull << (i >> 6);
+}
+
+__attribute__((noinline)) static void c_sched_poll(struct c_sched *s, uint32_t i) { s->polls += i + 1; }
+
+static inline void c_sched_run(struct c_sched *s) {
+    uint64_t sb = s->summary;
+    s->summary = 0;
+    while (sb) {
+        unsigned w = (unsigned)__builtin_ctzll(sb);
+        sb &= sb - 1;
+        uint64_t bits = s->words[w];
+        s->words[w] = 0;
+        while (bits) {
+            uint32_t i = w << 6 | (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (s->state[i] == 1) c_sched_poll(s, i);
+        }
+    }
+}
+
+double demi_baseline_sched_wake_poll(int count) {
+    struct c_sched *s = calloc(1, sizeof *s);
+    if (!s || count <= 0) { free(s); return -1; }
+    uint32_t task = 5;
+    s->state[task] = 1;
+    uint64_t t0 = now_ns();
+    for (int k = 0; k < count; k++) {
+        c_sched_wake(s, task);
+        c_sched_run(s);
+        __asm__ volatile("" ::: "memory");
+    }
+    double r = (double)(now_ns() - t0) / count;
+    if (s->polls == 0) r = -1;
+    free(s);
+    return r;
+}
+
+double demi_baseline_malloc_free(int count, int size) {
+    if (count <= 0 || size <= 0) return -1;
+    uint64_t t0 = now_ns();
+    for (int k = 0; k < count; k++) {
+        void *p = malloc((size_t)size);
+        __asm__ volatile("" : : "r"(p) : "memory");
+        free(p);
+    }
+    return (double)(now_ns() - t0) / count;
 }

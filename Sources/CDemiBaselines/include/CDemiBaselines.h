@@ -44,3 +44,28 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Pins the calling thread to `cpu` (nothing for -1). Returns 0 or an errno. For harnesses that cannot reach the
+/// library's own shim (the benchmark package pins SwiftNIO's event-loop threads with it).
+int demi_baseline_pin(int cpu);
+/// The number of CPUs this process may run on.
+int demi_baseline_cpu_count(void);
+
+/// Like `demi_baseline_tcp_stream`, but both ends busy-poll non-blocking sockets (`MSG_DONTWAIT` spins) instead of
+/// blocking: the C counterpart of a busy-polling libOS.
+int demi_baseline_tcp_stream_poll(int size, uint64_t total_bytes, int server_cpu, int client_cpu,
+                                  uint64_t *elapsed_ns);
+
+/// The C counterpart of the scheduler microbenchmark: a two-level ready bitset (summary word, 1,024 task slots, a
+/// state byte per slot), `count` rounds of waking one task and running the pass that finds it with count-trailing-
+/// zeros and polls it. Returns the mean ns per round.
+double demi_baseline_sched_wake_poll(int count);
+
+/// `count` rounds of malloc(`size`) + free, kept from being optimised away. Returns the mean ns per round.
+double demi_baseline_malloc_free(int count, int size);
+#ifdef __cplusplus
+}
+#endif

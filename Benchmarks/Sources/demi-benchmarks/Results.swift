@@ -1,0 +1,129 @@
+import Foundation
+
+/// Everything one run measured, as written to `--json`.
+struct Report: Codable {
+    struct Machine: Codable {
+        var cpuModel: String
+        var cpus: Int
+        var kernel: String
+        var pinned: Bool
+        var serverCPU: Int
+        var clientCPU: Int
+    }
+
+    struct Settings: Codable {
+        var roundTrips: Int
+        var warmup: Int
+        var repetitions: Int
+        var streamSizes: [Int]
+        var microRounds: Int
+    }
+
+    /// One closed-loop echo configuration: percentiles per run, then their medians (min and max over runs too).
+    struct Echo: Codable {
+        var system: String
+        var key: String
+        var proto: String
+        var size: Int
+        var p50: Spread
+        var p99: Spread
+        var p999: Spread
+        var minimum: Spread
+        /// One message in flight, so messages per second = 1 / mean round trip.
+        var messagesPerSecond: Spread
+        /// Median p50 over the C busy-poll baseline's median p50 (same protocol and size, same run).
+        var p50VsC: Double?
+        var p99VsC: Double?
+        /// Median over runs of this run's p50 divided by the same repetition's C p50 (paired; robust to drift).
+        var pairedP50VsC: Spread?
+    }
+
+    struct Throughput: Codable {
+        var system: String
+        var key: String
+        var size: Int
+        var bytesPerRun: Int
+        var gbitPerSecond: Spread
+        var messagesPerSecond: Spread
+        var vsC: Double?
+    }
+
+    struct Micro: Codable {
+        var name: String
+        var key: String
+        var nsPerOp: Spread
+        var baseline: String?
+        var baselineNsPerOp: Spread?
+        var vsBaseline: Double?
+    }
+
+    struct Target: Codable {
+        var name: String
+        var goal: String
+        var measured: String
+        var met: Bool
+    }
+
+    var tool = "demi-benchmarks"
+    var date: String
+    var command: String
+    var machine: Machine
+    var settings: Settings
+    var echo: [Echo]
+    var throughput: [Throughput]
+    var micro: [Micro]
+    var derived: [Micro]
+    var targets: [Target]
+    var errors: [String]
+}
+
+extension Report {
+    /// The Markdown tables printed at the end of a run (and by `--markdown`).
+    var markdown: String {
+        var o = ""
+        o += "### Echo round trip (closed loop, one message in flight, \(machine.pinned ? "server on CPU \(machine.serverCPU), client on CPU \(machine.clientCPU)" : "unpinned"))\n\n"
+        o += "Median over \(settings.repetitions) runs of \(settings.roundTrips) timed round trips each "
+        o += "(after \(settings.warmup) untimed). \"p50 range\" is the smallest and largest per-run p50.\n\n"
+        o += "| system | proto | size | p50 | p50 range | p99 | p99.9 | msgs/s | p50 vs C | p99 vs C |\n"
+        o += "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        for e in echo {
+            o += "| \(e.system) | \(e.proto) | \(formatSize(e.size)) | \(formatNs(e.p50.median)) | "
+            o += "\(formatNs(e.p50.min))–\(formatNs(e.p50.max)) | \(formatNs(e.p99.median)) | \(formatNs(e.p999.median)) | "
+            o += String(format: "%.0f", e.messagesPerSecond.median)
+            o += " | \(formatRatio(e.p50VsC)) | \(formatRatio(e.p99VsC)) |\n"
+        }
+        if !throughput.isEmpty {
+            o += "\n### TCP throughput (one connection, one direction, by message size)\n\n"
+            o += "Median over \(settings.repetitions) runs. Each run streams the bytes shown; \"vs C\" divides by the C "
+            o += "busy-poll stream of the same size in the same run (above 1 is faster than C).\n\n"
+            o += "| size | system | Gbit/s | range | msgs/s | vs C busy-poll |\n"
+            o += "|---:|---|---:|---:|---:|---:|\n"
+            for t in throughput {
+                o += "| \(formatSize(t.size)) | \(t.system) | " + String(format: "%.2f", t.gbitPerSecond.median) + " | "
+                o += String(format: "%.2f–%.2f", t.gbitPerSecond.min, t.gbitPerSecond.max) + " | "
+                o += String(format: "%.0f", t.messagesPerSecond.median) + " | \(formatRatio(t.vsC)) |\n"
+            }
+        }
+        if !micro.isEmpty {
+            o += "\n### Microbenchmarks (one thread, \(settings.microRounds) rounds per run, median of \(settings.repetitions) runs)\n\n"
+            o += "| operation | ns/op | range | C baseline | C ns/op | vs C |\n"
+            o += "|---|---:|---:|---|---:|---:|\n"
+            for m in micro + derived {
+                o += "| \(m.name) | \(String(format: "%.1f", m.nsPerOp.median)) | "
+                o += m.nsPerOp.runs.count > 1 ? String(format: "%.1f–%.1f", m.nsPerOp.min, m.nsPerOp.max) : "–"
+                o += " | \(m.baseline ?? "–") | "
+                o += m.baselineNsPerOp.map { String(format: "%.1f", $0.median) } ?? "–"
+                o += " | \(formatRatio(m.vsBaseline)) |\n"
+            }
+        }
+        if !targets.isEmpty {
+            o += "\n### Targets\n\n| target | goal | measured | met |\n|---|---|---|---|\n"
+            for t in targets { o += "| \(t.name) | \(t.goal) | \(t.measured) | \(t.met ? "yes" : "**no**") |\n" }
+        }
+        if !errors.isEmpty {
+            o += "\n### Errors\n\n"
+            for e in errors { o += "- \(e)\n" }
+        }
+        return o
+    }
+}
