@@ -17,9 +17,9 @@ enum EchoServer {
     /// Serves until `stop` is set (checked every 50 ms while idle) or, if `limit` is given, after that many messages.
     static func run(_ os: LibOS, proto: TransportProtocol, address: SocketAddressV4, stop: StopFlag?,
                     ready: ((SocketAddressV4) -> Void)? = nil, limit: Int? = nil) throws {
-        let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
-        try os.bind(qd, to: address)
-        if proto == .tcp { try os.listen(qd, backlog: 1024) }
+        let qd = try doing("socket") { try os.socket(.inet, proto == .tcp ? .stream : .datagram) }
+        try doing("bind \(address)") { try os.bind(qd, to: address) }
+        if proto == .tcp { try doing("listen on \(address)") { try os.listen(qd, backlog: 1024) } }
         ready?(try os.localAddress(qd))
         if proto == .udp {
             // One socket: pop, push the same array back to the sender, repeat.
@@ -38,6 +38,7 @@ enum EchoServer {
                 served += 1
             }
             try? os.close(qd)
+            logger.info("echo server stopped", metadata: ["served": "\(served)"])
             return
         }
         var tokens: [QToken] = [proto == .tcp ? try os.accept(qd) : try os.pop(qd)]
@@ -49,12 +50,18 @@ enum EchoServer {
             tokens.removeLast()
             switch r.opcode {
             case .accept:
-                if case .accepted(let conn, _) = r.value { tokens.append(try os.pop(conn)) }
+                if case .accepted(let conn, let peer) = r.value {
+                    logger.debug("accepted", metadata: ["peer": "\(peer)", "qd": "\(conn)"])
+                    tokens.append(try os.pop(conn))
+                } else if let e = r.error {
+                    logger.warning("accept failed: \(e)")
+                }
                 tokens.append(try os.accept(qd))
             case .pop:
                 guard let sga = r.sga else { continue }
                 if sga.count == 0 {  // end of file
                     try os.sgafree(sga)
+                    logger.debug("connection closed by peer", metadata: ["qd": "\(r.qd)"])
                     try? os.close(r.qd)
                     continue
                 }
@@ -66,27 +73,37 @@ enum EchoServer {
             case .push, .close:
                 break
             case .failed:
+                logger.debug("operation failed", metadata: ["qd": "\(r.qd)", "errno": "\(r.error?.name ?? "-")"])
                 if r.error == .connectionReset || r.error == .canceled { try? os.close(r.qd) }
             default:
                 break
             }
         }
         try? os.close(qd)
+        logger.info("echo server stopped", metadata: ["served": "\(served)"])
     }
 }
 
 struct Echo: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run an echo server (TCP or UDP).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run an echo server (TCP or UDP).",
+        discussion: """
+            Every popped array is pushed back unchanged (zero-copy). TCP serves any number of connections at once, \
+            waiting on all of their operations with waitAny. Stops after --count messages, or never.
+            Example: demi echo --proto tcp --addr 127.0.0.1:12345 --cpu 1
+            """)
 
     @OptionGroup var libos: LibOSOptions
+    @OptionGroup var logging: LoggingOptions
     @Option(help: "Address to listen on.") var addr = SocketAddressV4(.loopback, 12345)
     @Option(help: "udp or tcp.") var proto: TransportProtocol = .udp
     @Option(help: "Stop after this many messages (default: never).") var count: Int?
     @Option(help: "Pin to this CPU.") var cpu: Int?
 
     func run() throws {
-        if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
-        let os = try libos.make()
+        logging.configure()
+        if let cpu, cdemi_pin_to_cpu(Int32(cpu)) != 0 { logger.warning("could not pin to CPU \(cpu)") }
+        let os = try doing("starting the libOS") { try libos.make() }
         let name = os.name.codename
         let proto = self.proto
         try EchoServer.run(os, proto: proto, address: addr, stop: nil, ready: { a in

@@ -19,8 +19,10 @@ enum PingClient {
         for _ in 0..<connections {
             let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
             if proto == .tcp {
-                let r = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10))
-                if let e = r.error { throw e }
+                try doing("connect to \(server)") {
+                    let r = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10))
+                    if let e = r.error { throw e }
+                }
             } else {
                 try os.bind(qd, to: SocketAddressV4(.loopback, 0))
             }
@@ -88,7 +90,9 @@ extension PingClient {
                        warmup: Int) throws -> Outcome {
         let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
         if proto == .tcp {
-            if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+            try doing("connect to \(server)") {
+                if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+            }
         } else {
             // A connected UDP socket, like the C baseline's client: the kernel keeps the route.
             try os.bind(qd, to: SocketAddressV4(.loopback, 0))
@@ -121,9 +125,17 @@ extension PingClient {
 func now() -> UInt64 { UInt64(Instant.now().rawValue) }
 
 struct Ping: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure round trips against an echo server.")
+    static let configuration = CommandConfiguration(
+        abstract: "Measure round trips against an echo server.",
+        discussion: """
+            A closed-loop client: each connection keeps one message in flight. After --warmup untimed round trips it \
+            times --count more and prints the p50, p99 and p99.9 round trip and the throughput (messages per \
+            second and Gbit/s each way).
+            Example: demi ping --proto tcp --addr 127.0.0.1:12345 --size 1024 --connections 4
+            """)
 
     @OptionGroup var libos: LibOSOptions
+    @OptionGroup var logging: LoggingOptions
     @Option(help: "The echo server.") var addr = SocketAddressV4(.loopback, 12345)
     @Option(help: "udp or tcp.") var proto: TransportProtocol = .udp
     @Option(help: "Message size in bytes.") var size = 64
@@ -138,8 +150,10 @@ struct Ping: ParsableCommand {
     }
 
     func run() throws {
-        if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
-        let os = try libos.make()
+        logging.configure()
+        if let cpu, cdemi_pin_to_cpu(Int32(cpu)) != 0 { logger.warning("could not pin to CPU \(cpu)") }
+        let os = try doing("starting the libOS") { try libos.make() }
+        logger.debug("pinging", metadata: ["server": "\(addr)", "proto": "\(proto)", "size": "\(size)"])
         let o = try PingClient.run(os, proto: proto, server: addr, size: size, count: count, warmup: warmup,
                                    connections: connections)
         let s = LatencySummary(o.samples)
