@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates docs/BENCHMARKS.md (and docs/benchmarks/demi-bench.json) from one run on this machine:
-# `demi bench` (C baseline, catnap, catmem, microbenchmarks) and the SwiftNIO UDP echo with its own C baseline.
+# `demi bench` (C baseline, catnap, catmem, microbenchmarks) and the harness in Benchmarks/ (demi-benchmarks: catnap
+# poll modes, SwiftNIO, TCP throughput by size, microbenchmarks with C counterparts, SVG charts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-20000}
@@ -10,7 +11,8 @@ swift build -c release --product demi >/dev/null
 (cd Benchmarks && swift build -c release >/dev/null)
 mkdir -p docs/benchmarks
 bench=$(.build/release/demi bench --count "$count" --reps "$reps" --json docs/benchmarks/demi-bench.json)
-nio=$(Benchmarks/.build/release/nio-udp-echo "$count")
+harness=$(Benchmarks/.build/release/demi-benchmarks --count "$count" --reps "$reps" \
+    --json docs/benchmarks/harness.json --svg-dir docs/benchmarks)
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
@@ -42,11 +44,13 @@ $(uname -r), Swift $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*
 
 $bench
 
-## SwiftNIO UDP echo (Benchmarks/, same run, with its own C baseline)
+## Full harness (Benchmarks/, demi-benchmarks)
 
-| system | proto | size | p50 | p99 | vs C |
-|---|---|---:|---:|---:|---:|
-$nio
+![echo round trips](benchmarks/echo-rtt.svg)
+
+![TCP throughput](benchmarks/tcp-throughput.svg)
+
+$harness
 DOC
 } > docs/BENCHMARKS.md
 echo "wrote docs/BENCHMARKS.md"
