@@ -9,6 +9,7 @@
 //   DemiWire      wire formats (views over bytes, header values, checksums)
 //   DemiDevices   the physical-layer protocol; in-memory link, fault injection and pcap capture as devices
 //   DemiInet      the user-space TCP/IP stack: sans-I/O protocol state machines (time is an input)
+//   DemiStackLibOS      PDPIX over the user-space stack on any physical layer (in-memory link, AF_PACKET, ...)
 //   DemiKernelSockets   libOS over Linux kernel sockets (LIBOS=catnap)
 //   DemiSharedMemory    libOS of shared-memory queues between processes (LIBOS=catmem)
 //   Demikernel    the facade: libOS selection, configuration, the async/await layer
@@ -47,10 +48,15 @@ let package = Package(
         .target(name: "DemiBuffers", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
         .target(name: "DemiRuntime", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
         .target(name: "DemiWire", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
-        .target(name: "DemiDevices", dependencies: ["DemiCore", "DemiBuffers"], swiftSettings: swiftSettings),
+        .target(name: "DemiDevices", dependencies: ["DemiCore", "DemiBuffers", "CDemiLinux"], swiftSettings: swiftSettings),
         .target(
             name: "DemiInet",
             dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiWire", "DemiDevices"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "DemiStackLibOS",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiWire", "DemiDevices", "DemiInet"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -106,8 +112,12 @@ let package = Package(
         .testTarget(name: "DemiBuffersTests", dependencies: ["DemiBuffers"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiRuntimeTests", dependencies: ["DemiRuntime"], swiftSettings: swiftSettings),
         .testTarget(name: "DemiWireTests", dependencies: ["DemiWire"], swiftSettings: swiftSettings),
-        .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices"], swiftSettings: swiftSettings),
-        .testTarget(name: "DemiInetTests", dependencies: ["DemiInet"], swiftSettings: swiftSettings),
+        /// Test hosts: network namespaces joined by veth pairs (198.18.0.0/15, no default route), removed afterwards.
+        .target(name: "TestHostFixture", dependencies: ["CDemiLinux"], path: "Tests/TestHostFixture",
+                swiftSettings: swiftSettings),
+        .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices", "DemiWire", "TestHostFixture"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
             dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer"],

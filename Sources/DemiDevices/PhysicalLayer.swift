@@ -60,6 +60,14 @@ public protocol PhysicalLayer: AnyObject {
     /// sent or dropped. Returns false if the device dropped it.
     @discardableResult
     func transmit(_ frame: DemiBuffer, now: Instant) -> Bool
+
+    /// Hands frames accepted by `transmit` to the wire, for devices that batch (one kick per poll pass instead of
+    /// one per frame). The stack calls it once at the end of each pass. Devices that send at once need nothing.
+    func flush(now: Instant)
+}
+
+extension PhysicalLayer {
+    @inlinable public func flush(now: Instant) {}
 }
 
 extension PhysicalLayer {

@@ -1,0 +1,121 @@
+import DemiBuffers
+import DemiCore
+import DemiDevices
+import DemiInet
+import DemiRuntime
+import DemiStackLibOS
+import DemiWire
+import Testing
+
+func makeSGA(_ pool: BufferPool, _ bytes: [UInt8]) -> ScatterGatherArray {
+    let b = pool.allocate(size: bytes.count)!
+    bytes.withUnsafeBytes { _ = b.write($0) }
+    pool.giveToApplication(b)
+    return ScatterGatherArray(head: b)
+}
+
+@Suite struct StackTests {
+    @Test func udpEchoResolvesAddressesAndKeepsTheSender() throws {
+        let net = SimulatedNetwork()
+        let server = try net.a.socket(domain: .inet, type: .datagram)
+        try net.a.bind(server, to: SocketAddressV4(SimulatedNetwork.ipA, 7))
+        let client = try net.b.socket(domain: .inet, type: .datagram)
+        let popServer = try net.a.pop(server)
+        let sga = makeSGA(net.b.pool, Array("hello".utf8))
+        let push = try net.b.pushTo(client, sga, to: SocketAddressV4(SimulatedNetwork.ipA, 7))
+        try net.b.pool.freeFromApplication(sga.head!)
+        #expect(net.wait(net.b, push)?.opcode == .push)
+        let r = try #require(net.wait(net.a, popServer))
+        let got = try #require(r.sga)
+        #expect(got.bytes == Array("hello".utf8))
+        let from = try #require(got.address)
+        #expect(from.address == SimulatedNetwork.ipB)
+        #expect(from.port == (try net.b.localAddress(client)).port)
+        // Echo it back.
+        let popClient = try net.b.pop(client)
+        _ = try net.a.pushTo(server, got, to: from)
+        try net.a.pool.freeFromApplication(got.head!)
+        let back = try #require(net.wait(net.b, popClient)?.sga)
+        #expect(back.bytes == Array("hello".utf8))
+        try net.b.pool.freeFromApplication(back.head!)
+        #expect(net.a.statistics.arpRepliesSent >= 1)
+    }
+
+    @Test func udpToAClosedPortDrawsPortUnreachable() throws {
+        let net = SimulatedNetwork()
+        let client = try net.b.socket(domain: .inet, type: .datagram)
+        let sga = makeSGA(net.b.pool, [1, 2, 3])
+        _ = try net.b.pushTo(client, sga, to: SocketAddressV4(SimulatedNetwork.ipA, 9999))
+        try net.b.pool.freeFromApplication(sga.head!)
+        #expect(net.run(timeout: .seconds(5)) { net.a.statistics.icmpErrorsSent == 1 })
+        #expect(net.a.statistics.udpNoPort == 1)
+    }
+
+    @Test func largeUDPDatagramsAreFragmentedAndReassembled() throws {
+        let net = SimulatedNetwork()
+        let server = try net.a.socket(domain: .inet, type: .datagram)
+        try net.a.bind(server, to: SocketAddressV4(.any, 5000))
+        let client = try net.b.socket(domain: .inet, type: .datagram)
+        let bytes = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let pop = try net.a.pop(server)
+        let sga = makeSGA(net.b.pool, bytes)
+        _ = try net.b.pushTo(client, sga, to: SocketAddressV4(SimulatedNetwork.ipA, 5000))
+        try net.b.pool.freeFromApplication(sga.head!)
+        let got = try #require(net.wait(net.a, pop)?.sga)
+        #expect(got.bytes == bytes)
+        try net.a.pool.freeFromApplication(got.head!)
+    }
+
+    @Test func tcpHandshakeEchoAndCloseBothWays() throws {
+        let net = SimulatedNetwork()
+        let listener = try net.a.socket(domain: .inet, type: .stream)
+        try net.a.bind(listener, to: SocketAddressV4(.any, 80))
+        try net.a.listen(listener, backlog: 16)
+        let acceptQT = try net.a.accept(listener)
+        let client = try net.b.socket(domain: .inet, type: .stream)
+        let connectQT = try net.b.connect(client, to: SocketAddressV4(SimulatedNetwork.ipA, 80))
+        let c = try #require(net.wait(net.b, connectQT))
+        #expect(c.opcode == .connect && c.error == nil)
+        let acc = try #require(net.wait(net.a, acceptQT))
+        guard case .accepted(let conn, let peer) = acc.value else {
+            Issue.record("no accept: \(acc)")
+            return
+        }
+        #expect(peer.address == SimulatedNetwork.ipB)
+        for round in 0..<100 {
+            let msg = (0..<64).map { UInt8(truncatingIfNeeded: $0 + round) }
+            let pop = try net.a.pop(conn)
+            let sga = makeSGA(net.b.pool, msg)
+            let push = try net.b.push(client, sga)
+            try net.b.pool.freeFromApplication(sga.head!)
+            let got = try #require(net.wait(net.a, pop)?.sga)
+            #expect(got.bytes == msg)
+            let popBack = try net.b.pop(client)
+            _ = try net.a.push(conn, got)
+            try net.a.pool.freeFromApplication(got.head!)
+            let back = try #require(net.wait(net.b, popBack)?.sga)
+            #expect(back.bytes == msg)
+            try net.b.pool.freeFromApplication(back.head!)
+            #expect(net.wait(net.b, push)?.opcode == .push)
+        }
+        // Client closes; the server reads end of file, then closes too.
+        let eof = try net.a.pop(conn)
+        try net.b.close(client)
+        let e = try #require(net.wait(net.a, eof)?.sga)
+        #expect(e.count == 0)
+        try net.a.pool.freeFromApplication(e.head!)
+        try net.a.close(conn)
+        try net.a.close(listener)
+        net.idle(.milliseconds(200))  // TIME-WAIT is 50 ms here
+        #expect(net.a.pool.buffersInUse == 0)
+        #expect(net.b.pool.buffersInUse == 0)
+    }
+
+    @Test func connectToAClosedPortIsRefused() throws {
+        let net = SimulatedNetwork()
+        let client = try net.b.socket(domain: .inet, type: .stream)
+        let qt = try net.b.connect(client, to: SocketAddressV4(SimulatedNetwork.ipA, 81))
+        let r = try #require(net.wait(net.b, qt))
+        #expect(r.error == .connectionRefused)
+    }
+}
