@@ -146,19 +146,87 @@ public final class TestHosts: @unchecked Sendable {
         return try Self.exec(ip, ["netns", "exec", namespace(host)] + args)
     }
 
-    /// Starts `args` in a namespace and returns at once. `ip netns exec` replaces itself with the command, so
-    /// `terminate()` (SIGTERM) and `processIdentifier` reach the command itself. Output goes to `output` if given,
-    /// else to /dev/null.
-    public func spawn(in host: Host, _ args: [String], output: FileHandle? = nil) throws -> Process {
+    /// Starts `args` in a namespace and returns at once. `ip netns exec` replaces itself with the command, so the
+    /// handle's pid is the command's. Output (stdout and stderr) goes to the file at `outputPath` if given, else to
+    /// /dev/null.
+    ///
+    /// Not a Foundation `Process`: that one passes on the signal mask of the calling thread, on which the test
+    /// runtime blocks SIGTERM, so `terminate()` would not stop the child. This one starts it with no signal blocked.
+    public func spawn(in host: Host, _ args: [String], outputPath: String? = nil) throws -> Spawned {
         guard let ip = Self.ipPath else { throw Failure("no ip command") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: ip)
-        p.arguments = ["netns", "exec", namespace(host)] + args
-        p.standardOutput = output ?? FileHandle.nullDevice
-        p.standardError = output ?? FileHandle.nullDevice
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        return p
+        return try Spawned(ip, ["netns", "exec", namespace(host)] + args, outputPath: outputPath)
+    }
+
+    /// A child process started by ``spawn(in:_:outputPath:)``. Dropping the handle kills a child still running.
+    public final class Spawned: @unchecked Sendable {
+        public let pid: pid_t
+        private var status: Int32?
+
+        init(_ tool: String, _ args: [String], outputPath: String?) throws {
+            var actions = posix_spawn_file_actions_t()
+            var attr = posix_spawnattr_t()
+            posix_spawn_file_actions_init(&actions)
+            posix_spawnattr_init(&attr)
+            defer { posix_spawn_file_actions_destroy(&actions); posix_spawnattr_destroy(&attr) }
+            let out = outputPath ?? "/dev/null"
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            var none = sigset_t(), all = sigset_t()
+            sigemptyset(&none)
+            sigfillset(&all)
+            posix_spawnattr_setsigmask(&attr, &none)
+            posix_spawnattr_setsigdefault(&attr, &all)
+            posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            let argv: [UnsafeMutablePointer<CChar>?] = ([tool] + args).map { strdup($0) } + [nil]
+            defer { for a in argv { free(a) } }
+            var child: pid_t = 0
+            let rc = posix_spawn(&child, tool, &actions, &attr, argv, environ)
+            guard rc == 0 else { throw Failure("posix_spawn \(tool): errno \(rc)") }
+            pid = child
+        }
+
+        deinit {
+            if status == nil { kill(); _ = waitUntilExit() }
+        }
+
+        /// SIGTERM.
+        public func terminate() { if status == nil { _ = Glibc.kill(pid, SIGTERM) } }
+        /// SIGKILL.
+        public func kill() { if status == nil { _ = Glibc.kill(pid, SIGKILL) } }
+
+        /// Waits for the child; its raw wait status (see `WIFEXITED` and friends), or -1.
+        @discardableResult
+        public func waitUntilExit() -> Int32 {
+            if let status { return status }
+            var s: Int32 = 0
+            while waitpid(pid, &s, 0) < 0 {
+                if errno != EINTR { status = -1; return -1 }
+            }
+            status = s
+            return s
+        }
+
+        /// True until the child has exited (reaps it if it has).
+        public var isRunning: Bool {
+            guard status == nil else { return false }
+            var s: Int32 = 0
+            let r = waitpid(pid, &s, WNOHANG)
+            if r == pid { status = s; return false }
+            return r == 0
+        }
+
+        /// The exit code if the child exited normally, nil if it is running or was killed by a signal.
+        public var exitCode: Int32? {
+            guard !isRunning, let s = status, s & 0x7f == 0 else { return nil }
+            return (s >> 8) & 0xff
+        }
+
+        /// The signal that ended the child, if one did.
+        public var terminatingSignal: Int32? {
+            guard !isRunning, let s = status, s & 0x7f != 0, s & 0x7f != 0x7f else { return nil }
+            return s & 0x7f
+        }
     }
 
     /// Runs `body` on the calling thread inside a namespace (`setns(CLONE_NEWNET)`), then switches the thread back.

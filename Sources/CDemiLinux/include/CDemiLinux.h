@@ -8,6 +8,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include "cdemi_packet.h"
 
 #ifdef __cplusplus
 extern "C" {
