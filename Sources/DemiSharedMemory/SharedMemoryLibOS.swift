@@ -30,7 +30,10 @@ public struct SharedMemoryOptions: Sendable {
 /// `queue()` makes an in-process memory queue (PDPIX's `queue()`): push hands the array over without copying and
 /// pop receives a view of it.
 ///
-/// Blocked operations are busy-polled: each retry is a load of a cached index, with no system call.
+/// Pushes that find room and pops that find a whole message complete inline: the bytes are copied before the token is
+/// made, so the peer can see them at once. A pop that finds its ring empty is *parked*: the fast-path poller at the start
+/// of every pass checks each parked ring (a load of the producer's index, with no system call) and runs the pop when a
+/// record, the peer's close or its death shows up. A pass with nothing parked and nothing runnable is O(1).
 public final class SharedMemoryLibOS: PollingLibOS {
     public let scheduler = Scheduler()
     public let pool: BufferPool
@@ -39,6 +42,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     static let magic: UInt64 = 0x4550_4950_494D_4544  // "DEMIPIPE"
     static let version: UInt32 = 1
     static let controlSize = 4096
+    /// The size of a parked pop's spare buffer (the pool's smallest class).
+    static let spareSize = 2048
     /// A peer watched with `kill(pid, 0)` because pidfds are not available.
     static let noPidfd: Int32 = -2
 
@@ -74,11 +79,15 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var peerPidfd: Int32 = -1
         var peerDead = false
         var endOfFile = false
+        /// This queue's position in `parked` while its head pop waits for data, or -1.
+        var parkedAt: Int32 = -1
         var pops = OperationList()
         var pushes = OperationList()
         /// A message being reassembled from fragments, and the bytes filled so far.
         var partial: DemiBuffer?
         var partialFilled = 0
+        /// A buffer taken from the pool while a pop waits, so a small message arriving is copied out without a pool call.
+        var spare: DemiBuffer?
         /// Memory queue: a circular buffer of pushed arrays.
         var slots: UnsafeMutablePointer<ScatterGatherArray>?
         var slotHead = 0
@@ -91,6 +100,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @exclusivity(unchecked) var liveness: UInt32 = Operation.none
     @exclusivity(unchecked) var pipeCount = 0
     @exclusivity(unchecked) var passes: UInt64 = 0
+    /// Queues whose head pop waits for data (checked by the fast-path poller each pass), in no particular order.
+    @exclusivity(unchecked) var parked: UnsafeMutablePointer<Int32> = .allocate(capacity: 16)
+    @exclusivity(unchecked) var parkedCount = 0
+    @exclusivity(unchecked) var parkedCapacity = 16
     let ringSize: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
@@ -104,6 +117,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     deinit {
         for i in queues.indices where queues[i].inUse { release(i) }
         queues.destroy()
+        parked.deallocate()
     }
 
     // MARK: - Queue table
@@ -132,6 +146,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     /// Unmaps and forgets queue `i` (its operations must be finished or failed already).
     func release(_ i: Int) {
+        unpark(i)
         if let m = queues[i].mapping {
             if let c = queues[i].ourClosed { cdemi_store_release_u32(c, 1) }
             // A creator whose pipe was never opened still owns the name.
@@ -143,6 +158,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
         if queues[i].peerPidfd >= 0 { Glibc.close(queues[i].peerPidfd) }  // (not noPidfd)
         if let p = queues[i].partial { p.release() }
+        if let p = queues[i].spare { p.release() }
         if let s = queues[i].slots {
             for k in 0..<queues[i].slotCount {
                 s[(queues[i].slotHead + k) % options.memoryQueueCapacity].releaseAll()
@@ -285,11 +301,25 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     func cancelAll(_ i: Int) {
+        unpark(i)
         queues[i].pops.removeAll(scheduler) { fail($0, .canceled) }
         queues[i].pushes.removeAll(scheduler) { fail($0, .canceled) }
     }
 
     // MARK: - Data path
+
+    /// True if a slot is sure to be free for a token, so an operation may do its I/O before it spawns one.
+    @inline(__always)
+    var canSpawn: Bool { scheduler.liveCount < Scheduler.chunkSize * Scheduler.maxChunks }
+
+    /// A token for an operation that completed inline. The caller has checked ``canSpawn``.
+    @inline(__always)
+    func completedToken(_ code: OperationCode, _ qd: QDesc, _ value: QResult.Value = .none) -> QToken {
+        let qt: QToken
+        do { qt = try scheduler.spawn(Operation(code: code, qd: qd)) } catch { preconditionFailure("no slot") }
+        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: code, qd: qd, qt: qt, value: value))
+        return qt
+    }
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         guard sga.head != nil, sga.isValid else { throw .invalidArgument }
@@ -298,6 +328,14 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if queues[i].kind == .pipe {
             guard total > 0 else { throw .invalidArgument }
             guard total <= options.maxMessageSize else { throw .messageTooLong }
+            // Inline: nothing queued ahead, the peer alive and open, and room for the whole message in one record. The
+            // bytes go into the ring first (the caller's reference keeps them valid meanwhile), then the token is made.
+            if queues[i].pushes.isEmpty, !queues[i].peerDead, total <= queues[i].producer.maxFragment, canSpawn,
+               cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0,
+               queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
+                queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
+                return completedToken(.push, qd)
+            }
         }
         sga.retainAll()
         let qt: QToken
@@ -315,11 +353,98 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         let i = try queueIndex(qd)
+        // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
+        if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
+            switch receive(i) {
+            case .empty: break
+            case .message(let b): return completedPop(qd, b)
+            case .endOfFile:
+                guard let z = pool.allocate(size: 0, headroom: 0) else { return failedToken(qd, .noMemory) }
+                return completedPop(qd, z)
+            case .failed(let e): return failedToken(qd, e)
+            }
+        }
         let qt = try scheduler.spawn(Operation(code: .pop, qd: qd))
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
         queues[i].pops.append(t, scheduler)
         pollOperation(t)
         return qt
+    }
+
+    func completedPop(_ qd: QDesc, _ b: DemiBuffer) -> QToken {
+        pool.giveToApplication(b)
+        return completedToken(.pop, qd, .sga(ScatterGatherArray(head: b)))
+    }
+
+    func failedToken(_ qd: QDesc, _ e: Errno) -> QToken {
+        let qt: QToken
+        do { qt = try scheduler.spawn(Operation(code: .pop, qd: qd)) } catch { preconditionFailure("no slot") }
+        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), .failure(qd, qt, e))
+        return qt
+    }
+
+    // MARK: - Parked pops
+
+    /// Parks the head pop of queue `i` until its ring has a record, or the peer closes or dies.
+    func park(_ i: Int) {
+        guard queues[i].parkedAt < 0 else { return }
+        if parkedCount == parkedCapacity {
+            let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: parkedCapacity * 2)
+            bigger.moveInitialize(from: parked, count: parkedCount)
+            parked.deallocate()
+            parked = bigger
+            parkedCapacity *= 2
+        }
+        parked[parkedCount] = Int32(i)
+        queues[i].parkedAt = Int32(parkedCount)
+        parkedCount += 1
+    }
+
+    @inline(__always)
+    func unpark(_ i: Int) {
+        let k = Int(queues[i].parkedAt)
+        guard k >= 0 else { return }
+        parkedCount -= 1
+        let moved = Int(parked[parkedCount])
+        parked[k] = Int32(moved)
+        queues[moved].parkedAt = Int32(k)
+        queues[i].parkedAt = -1
+    }
+
+    /// The fast-path poller: runs each parked pop whose ring has something for it.
+    @inline(__always)
+    func pollParked() {
+        var k = 0
+        while k < parkedCount {
+            let i = Int(parked[k])
+            if queues[i].consumer.hasRecord() || queues[i].peerDead
+                || cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
+                unpark(i)  // moves the last entry to k
+                let t = queues[i].pops.head
+                if t != Operation.none { popPipe(t, scheduler.operation(t), i) }
+            } else {
+                k += 1
+            }
+        }
+    }
+
+    // MARK: - Waiting
+
+    /// ``PollingLibOS/wait(_:timeout:)`` with this libOS's pass inlined into the loop, for the common wait with no
+    /// timeout and no timer armed: it spins on the parked rings and the ready set, reading no clock. Other waits (and
+    /// the semantics of every wait) are the shared loop's.
+    @inline(__always)
+    public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
+        let s = scheduler
+        if let r = s.take(qt) { return r }
+        guard timeout == nil, s.nextTimerDeadline == nil else { return try sharedWait(self, qt, timeout) }
+        guard s.index(of: qt) != nil else { throw .invalidArgument }
+        while true {
+            poll(now: .zero)  // no timer is armed, so the time is not needed
+            if let r = s.take(qt) { return r }
+            guard s.index(of: qt) != nil else { throw .invalidArgument }
+            if s.nextTimerDeadline != nil { return try sharedWait(self, qt, timeout) }
+        }
     }
 
     // MARK: - The pass
@@ -329,6 +454,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         // (about 0.1 ms of spinning) instead of arming a timer, so a spinning wait never needs to read the clock.
         passes &+= 1
         if passes & 1023 == 0 && liveness != Operation.none { scheduler.wake(liveness) }
+        if parkedCount > 0 { pollParked() }
         scheduler.fireTimers(now: now)
         scheduler.runReady { t in
             if let tag = scheduler.backgroundTag(t) {
@@ -388,40 +514,80 @@ public final class SharedMemoryLibOS: PollingLibOS {
         fail(t, e)
     }
 
+    /// What the ring of pipe `i` holds for the next pop.
+    enum Received {
+        case empty
+        case message(DemiBuffer)
+        case endOfFile
+        case failed(Errno)
+    }
+
+    /// Takes the next whole message from pipe `i`'s ring (reassembling fragments), if there is one.
+    @inline(__always)
+    func receive(_ i: Int) -> Received {
+        if queues[i].endOfFile { return .endOfFile }
+        while true {
+            while queues[i].consumer.hasRecord() {
+                let (length, flags, total) = queues[i].consumer.peek()
+                guard length <= total, total <= options.maxMessageSize, length <= ringSize / 2 else {
+                    // A corrupt ring: the peer lied. Fail rather than read out of bounds.
+                    queues[i].peerDead = true
+                    return .failed(.badMessage)
+                }
+                if queues[i].partial == nil {
+                    if flags & RecordHeader.more == 0 {
+                        guard length == total else {
+                            queues[i].peerDead = true
+                            return .failed(.badMessage)
+                        }
+                        let b: DemiBuffer
+                        if let s = queues[i].spare, s.setCount(total) {
+                            queues[i].spare = nil
+                            b = s
+                        } else {
+                            guard let a = pool.allocate(size: total, headroom: 0) else { return .failed(.noMemory) }
+                            b = a
+                        }
+                        queues[i].consumer.consume(length: length, into: b.baseAddress)
+                        return .message(b)
+                    }
+                    guard let b = pool.allocate(size: total, headroom: 0) else { return .failed(.noMemory) }
+                    queues[i].partial = b
+                    queues[i].partialFilled = 0
+                }
+                let b = queues[i].partial.unsafelyUnwrapped
+                guard queues[i].partialFilled + length <= b.count else {
+                    queues[i].peerDead = true
+                    return .failed(.badMessage)
+                }
+                queues[i].consumer.consume(length: length, into: b.baseAddress + queues[i].partialFilled)
+                queues[i].partialFilled += length
+                if flags & RecordHeader.more == 0 {
+                    queues[i].partial = nil
+                    return .message(b)
+                }
+            }
+            // The ring is empty. End-of-file if the peer closed (recheck: data written before the flag must be read).
+            if cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
+                if queues[i].consumer.hasRecord() { continue }
+                queues[i].endOfFile = true
+                return .endOfFile
+            }
+            if queues[i].peerDead { return .failed(.connectionReset) }
+            return .empty
+        }
+    }
+
     func popPipe(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
-        if queues[i].endOfFile { return completePop(t, op, i, nil) }
-        while queues[i].consumer.hasRecord() {
-            let (length, flags, total) = queues[i].consumer.peek()
-            guard length <= total, total <= options.maxMessageSize, length <= ringSize / 2 else {
-                // A corrupt ring: the peer lied. Fail rather than read out of bounds.
-                queues[i].peerDead = true
-                return failPop(t, i, .badMessage)
-            }
-            if queues[i].partial == nil {
-                guard let b = pool.allocate(size: total, headroom: 0) else { return failPop(t, i, .noMemory) }
-                queues[i].partial = b
-                queues[i].partialFilled = 0
-            }
-            let b = queues[i].partial.unsafelyUnwrapped
-            guard queues[i].partialFilled + length <= b.count else {
-                queues[i].peerDead = true
-                return failPop(t, i, .badMessage)
-            }
-            queues[i].consumer.consume(length: length, into: b.baseAddress + queues[i].partialFilled)
-            queues[i].partialFilled += length
-            if flags & RecordHeader.more == 0 {
-                queues[i].partial = nil
-                return completePop(t, op, i, b)
-            }
+        unpark(i)
+        switch receive(i) {
+        case .empty:
+            park(i)
+            if queues[i].spare == nil { queues[i].spare = pool.allocate(size: Self.spareSize, headroom: 0) }
+        case .message(let b): completePop(t, op, i, b)
+        case .endOfFile: completePop(t, op, i, nil)
+        case .failed(let e): failPop(t, i, e)
         }
-        // The ring is empty. End-of-file if the peer closed (recheck: data written before the flag must be read).
-        if cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
-            if queues[i].consumer.hasRecord() { return scheduler.wake(t) }
-            queues[i].endOfFile = true
-            return completePop(t, op, i, nil)
-        }
-        if queues[i].peerDead { return failPop(t, i, .connectionReset) }
-        scheduler.wake(t)  // busy-poll
     }
 
     func failPop(_ t: UInt32, _ i: Int, _ e: Errno) {
@@ -517,7 +683,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     func markDead(_ i: Int) {
         queues[i].peerDead = true
-        if !queues[i].pops.isEmpty { scheduler.wake(queues[i].pops.head) }
+        // A parked pop sees the flag in the next pass.
+        if !queues[i].pops.isEmpty && queues[i].parkedAt < 0 { scheduler.wake(queues[i].pops.head) }
         if !queues[i].pushes.isEmpty { scheduler.wake(queues[i].pushes.head) }
     }
 }
@@ -530,4 +697,10 @@ func word(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointe
 @inline(__always)
 func half(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointer<UInt32> {
     (base + offset).assumingMemoryBound(to: UInt32.self)
+}
+
+/// The shared wait loop of ``PollingLibOS`` (the extension's `wait`, which ``SharedMemoryLibOS`` shadows).
+@inline(never)
+func sharedWait<L: PollingLibOS>(_ l: L, _ qt: QToken, _ timeout: Duration?) throws(Errno) -> QResult {
+    try l.wait(qt, timeout: timeout)
 }

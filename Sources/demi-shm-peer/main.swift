@@ -4,6 +4,8 @@
 //   demi-shm-peer send-close NAME COUNT   push COUNT messages, then close (the other side sees end-of-file)
 //   demi-shm-peer send-hang NAME COUNT    push COUNT messages, then wait for ever (to be killed)
 //   demi-shm-peer echo NAME [NAME...]     echo every message on every pipe until each sees end-of-file
+//   demi-shm-peer pingpong NAME COUNT     in one thread, two libOSes: COUNT round trips of 64 bytes through a pipe, the
+//                                         calls of `demi bench`'s client and echo server (for callgrind instruction counts)
 import Demikernel
 import Foundation
 import SharedMemoryPattern
@@ -66,6 +68,27 @@ do {
             try os.sgafree(sga)
             tokens[i] = try os.pop(qds[i])
         }
+    case "pingpong":
+        let b = try LibOS(.sharedMemory)
+        let client = try os.createPipe(args[2])
+        let server = try b.openPipe(args[2])
+        let count = Int(args[3]) ?? 0
+        let msg = try os.sgaalloc(64)
+        var serverPop = try b.pop(server)  // as in two processes: each side's pop waits before the message comes
+        for _ in 0..<count {
+            _ = try os.wait(try os.push(client, msg))
+            let clientPop = try os.pop(client)
+            let r = try b.wait(serverPop)
+            _ = try b.wait(try b.push(server, r.sga!))
+            try b.sgafree(r.sga!)
+            serverPop = try b.pop(server)
+            let e = try os.wait(clientPop)
+            guard e.sga?.count == 64 else { fail("pingpong: \(e)") }
+            try os.sgafree(e.sga!)
+        }
+        try os.sgafree(msg)
+        try os.close(client)
+        try b.close(server)
     default:
         fail("unknown mode \(args[1])")
     }
