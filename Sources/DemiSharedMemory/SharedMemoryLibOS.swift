@@ -104,6 +104,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @exclusivity(unchecked) var parked: UnsafeMutablePointer<Int32> = .allocate(capacity: 16)
     @exclusivity(unchecked) var parkedCount = 0
     @exclusivity(unchecked) var parkedCapacity = 16
+    /// A pop whose result `wait` returned straight from the ring; its slot is retired (completed and taken) by the
+    /// next call into the libOS, after the caller's reply is on its way. Operation.none if there is none.
+    @exclusivity(unchecked) var unretired: UInt32 = Operation.none
     let ringSize: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
@@ -290,6 +293,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     // MARK: - Close
 
     public func close(_ qd: QDesc) throws(Errno) {
+        retire()
         let i = try queueIndex(qd)
         cancelAll(i)
         release(i)
@@ -322,6 +326,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
+        defer { retire() }  // after the bytes are in the ring
         guard sga.head != nil, sga.isValid else { throw .invalidArgument }
         let i = try queueIndex(qd)
         let total = sga.count
@@ -352,6 +357,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
+        retire()
         let i = try queueIndex(qd)
         // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
         if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
@@ -435,11 +441,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// the semantics of every wait) are the shared loop's.
     @inline(__always)
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
+        retire()
         let s = scheduler
         if let r = s.take(qt) { return r }
         guard timeout == nil, s.nextTimerDeadline == nil else { return try sharedWait(self, qt, timeout) }
-        guard s.index(of: qt) != nil else { throw .invalidArgument }
+        guard let t = s.index(of: qt) else { throw .invalidArgument }
         while true {
+            if let r = waitOwnPop(t, qt) { return r }
             poll(now: .zero)  // no timer is armed, so the time is not needed
             if let r = s.take(qt) { return r }
             guard s.index(of: qt) != nil else { throw .invalidArgument }
@@ -447,9 +455,72 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
     }
 
+    public func waitAny(
+        _ qts: UnsafeBufferPointer<QToken>, timeout: Duration? = nil, rotor: inout Int
+    ) throws(Errno) -> (Int, QResult) {
+        retire()
+        return try sharedWaitAny(self, qts, timeout, &rotor)
+    }
+
+    public func waitNext(into out: UnsafeMutableBufferPointer<QResult>, timeout: Duration? = nil) throws(Errno) -> Int {
+        retire()
+        return try sharedWaitNext(self, out, timeout)
+    }
+
+    /// Waits for pop `t` when a pass could do nothing but check its ring: `t` is the only parked pop and nothing is
+    /// runnable. Then it spins on that ring alone, 32 checks standing for one pass (so the pass count still wakes the
+    /// liveness check, about every 0.1 ms of spinning), and hands a message back at once: the slot is retired by the
+    /// next call into the libOS, so completing and taking it costs the peer nothing. Nil when a pass is due, or when
+    /// the pop ended otherwise (then it is completed).
+    @inline(__always)
+    func waitOwnPop(_ t: UInt32, _ qt: QToken) -> QResult? {
+        guard parkedCount == 1 else { return nil }
+        let i = Int(parked[0])
+        guard queues[i].pops.head == t, scheduler.isIdle else { return nil }
+        var spins = 0
+        while true {
+            spins &+= 1
+            if spins & 31 == 0 {
+                if passes & 1023 == 1023 { return nil }
+                passes &+= 1
+                if queues[i].peerDead || cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
+                    return nil
+                }
+            }
+            if queues[i].consumer.hasRecord() {
+                unpark(i)
+                let received = receive(i)
+                if case .message(let b) = received {
+                    let qd = scheduler.operation(t).pointee.qd
+                    queues[i].pops.removeHead(scheduler)
+                    pool.giveToApplication(b)
+                    unretired = t
+                    return QResult(opcode: .pop, qd: qd, qt: qt, value: .sga(ScatterGatherArray(head: b)))
+                }
+                finishPop(t, scheduler.operation(t), i, received)
+                return nil
+            }
+        }
+    }
+
+    /// Completes and takes the pop whose result `wait` already returned.
+    @inline(__always)
+    func retire() {
+        if unretired != Operation.none { retireNow() }
+    }
+
+    @inline(never)
+    func retireNow() {
+        let t = unretired
+        unretired = Operation.none
+        scheduler.complete(t, QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: QToken(rawValue: 0)))
+        _ = scheduler.take(scheduler.token(of: t))
+    }
+
     // MARK: - The pass
 
     public func poll(now: Instant) {
+        retire()
         // Peer liveness matters only while someone is waiting, i.e. while passes run: check it every 1,024 passes
         // (about 0.1 ms of spinning) instead of arming a timer, so a spinning wait never needs to read the clock.
         passes &+= 1
@@ -580,7 +651,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     func popPipe(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int) {
         unpark(i)
-        switch receive(i) {
+        finishPop(t, op, i, receive(i))
+    }
+
+    func finishPop(_ t: UInt32, _ op: UnsafeMutablePointer<Operation>, _ i: Int, _ received: Received) {
+        switch received {
         case .empty:
             park(i)
             if queues[i].spare == nil { queues[i].spare = pool.allocate(size: Self.spareSize, headroom: 0) }
@@ -703,4 +778,18 @@ func half(_ base: UnsafeMutableRawPointer, _ offset: Int) -> UnsafeMutablePointe
 @inline(never)
 func sharedWait<L: PollingLibOS>(_ l: L, _ qt: QToken, _ timeout: Duration?) throws(Errno) -> QResult {
     try l.wait(qt, timeout: timeout)
+}
+
+@inline(never)
+func sharedWaitAny<L: PollingLibOS>(
+    _ l: L, _ qts: UnsafeBufferPointer<QToken>, _ timeout: Duration?, _ rotor: inout Int
+) throws(Errno) -> (Int, QResult) {
+    try l.waitAny(qts, timeout: timeout, rotor: &rotor)
+}
+
+@inline(never)
+func sharedWaitNext<L: PollingLibOS>(
+    _ l: L, _ out: UnsafeMutableBufferPointer<QResult>, _ timeout: Duration?
+) throws(Errno) -> Int {
+    try l.waitNext(into: out, timeout: timeout)
 }

@@ -204,6 +204,32 @@ func startPeer(_ arguments: [String]) throws -> Process {
         #expect(leftovers(name).isEmpty)
     }
 
+    @Test func aPopReturnedStraightFromTheRingConsumesItsToken() throws {
+        let os = try LibOS(.sharedMemory)
+        let name = pipeName("consumed")
+        let q = try os.createPipe(name)
+        let live = { os.statistics.first { $0.0 == "live_operations" }?.1 }
+        let before = live()  // the peer-liveness coroutine
+        // The first pop waits before the peer has started, so its wait spins on the ring and returns the message
+        // before the slot is retired; the token must be consumed all the same.
+        let peer = try startPeer(["send-close", name, "20"])
+        for i in 0..<20 {
+            let qt = try os.pop(q)
+            let r = try os.wait(qt)
+            #expect(r.qt == qt && r.opcode == .pop && r.sga.map { matches($0, index: i) } == true)
+            #expect(throws: Errno.invalidArgument) { try os.wait(qt) }
+            #expect(throws: Errno.invalidArgument) { try os.waitAny([qt]) }
+            try os.sgafree(r.sga!)
+        }
+        let eof = try os.wait(try os.pop(q))
+        #expect(eof.sga?.count == 0)
+        try os.sgafree(eof.sga!)
+        peer.waitUntilExit()
+        try os.close(q)
+        #expect(live() == before, "every pop's slot is retired")
+        #expect(os.pool.buffersInUse == 0)
+    }
+
     @Test func peerKilledMidStreamFailsPopsWithECONNRESET() throws {
         let os = try LibOS(.sharedMemory)
         let name = pipeName("kill")
