@@ -288,7 +288,7 @@ public struct TCPConnection {
     /// Aborts: sends a reset (in synchronized states) and goes to CLOSED.
     public mutating func abort<S: TCPSegmentSink>(now: Instant, sink: inout S) {
         if state.isSynchronized || state == .synReceived {
-            var h = header(sequence: sendNext, flags: [.rst, .ack], now: now)
+            var h = header(sequence: sendMax, flags: [.rst, .ack], now: now)
             h.options = TCPOptions()
             emit(h, payload: nil, sink: &sink)
         }
@@ -681,8 +681,8 @@ public struct TCPConnection {
                     guard let (start, length) = scoreboard.nextSegment(
                         unacknowledged: sendUnacknowledged, nextToSend: sendMax,
                         highRetransmitted: highRetransmitted, mss: sendMSS) else { break }
-                    sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
-                    highRetransmitted = start + length
+                    let n = sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
+                    highRetransmitted = start + n
                     sent = true
                 }
             } else {
@@ -704,8 +704,8 @@ public struct TCPConnection {
                 guard let (start, length) = scoreboard.nextSegment(
                     unacknowledged: sendUnacknowledged, nextToSend: sendMax, highRetransmitted: highRetransmitted,
                     mss: sendMSS) else { break }
-                sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
-                highRetransmitted = start + length
+                let n = sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
+                highRetransmitted = start + n
                 sent = true
             }
         }
@@ -744,9 +744,8 @@ public struct TCPConnection {
                 let big = length >= maxSendWindow / 2 && maxSendWindow > 0
                 let idle = sendUnacknowledged == sendMax
                 if !(full || big || (all && (!configuration.nagle || idle))) { break }
-                let fin = finQueued && !finSent && sendNext + length == end
                 sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: sendNext < sendMax,
-                         fin: fin)
+                         fin: finQueued && !finSent)
                 sent = true
                 continue
             }
@@ -785,12 +784,17 @@ public struct TCPConnection {
         return max(0, max(free, edge))
     }
 
-    mutating func sendData<S: TCPSegmentSink>(from seq: TCPSequence, length: Int, now: Instant, sink: inout S,
-                                              retransmission: Bool, fin: Bool = false) {
-        var flags: TCPFlags = [.ack]
-        if seq + length == dataEnd { flags.insert(.psh) }
-        if fin { flags.insert(.fin) }
-        let h = header(sequence: seq, flags: flags, now: now)
+    /// Sends up to `length` bytes from `seq` (fewer if the header's options leave less room: RFC 6691) and returns
+    /// how many went. `fin`: set FIN if the segment reaches the end of the data.
+    @discardableResult
+    mutating func sendData<S: TCPSegmentSink>(from seq: TCPSequence, length requested: Int, now: Instant,
+                                              sink: inout S, retransmission: Bool, fin allowFIN: Bool = false) -> Int {
+        var h = header(sequence: seq, flags: [.ack], now: now)
+        let room = min(peerMSS, localMSS) - h.options.encodedLength
+        let length = max(1, min(requested, room))
+        let fin = allowFIN && seq + length == dataEnd
+        if seq + length == dataEnd { h.flags.insert(.psh) }
+        if fin { h.flags.insert(.fin) }
         let payload = makePayload(from: seq, length: length)
         emit(h, payload: payload, sink: &sink)
         if retransmission {
@@ -812,6 +816,7 @@ public struct TCPConnection {
             sendMax = end
         }
         if retransmitDeadline == nil { retransmitDeadline = now + rto.timeout }
+        return length
     }
 
     mutating func sendFIN<S: TCPSegmentSink>(at seq: TCPSequence, now: Instant, sink: inout S) {
@@ -826,7 +831,9 @@ public struct TCPConnection {
     }
 
     mutating func sendACK<S: TCPSegmentSink>(now: Instant, sink: inout S) {
-        let h = header(sequence: sendNext, flags: [.ack], now: now)
+        // A pure ACK carries the highest sequence number sent: after a timeout pulled sendNext back, an ACK with the
+        // older number would fall left of the peer's window and be dropped.
+        let h = header(sequence: sendMax, flags: [.ack], now: now)
         emit(h, payload: nil, sink: &sink)
     }
 
@@ -1101,8 +1108,7 @@ public struct TCPConnection {
         } else {
             let length = min(sendMSS, end - sendNext, max(sendWindow, 1))
             if length > 0 {
-                let fin = finQueued && sendNext + length == end
-                sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: true, fin: fin)
+                sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: true, fin: finQueued)
             }
         }
         retransmitDeadline = now + rto.timeout

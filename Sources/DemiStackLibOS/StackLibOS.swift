@@ -726,3 +726,16 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         throw .addressInUse
     }
 }
+
+extension StackLibOS {
+    /// Every TCP connection the stack still tracks, with its state (for tools and tests).
+    public var connectionStates: [(TCPEndpoints, TCPState)] {
+        sockets.indices.compactMap { i in
+            guard sockets[i].inUse, let t = sockets[i].tcp else { return nil }
+            return (t.endpoints, t.state)
+        }
+    }
+
+    /// Sockets in use (application-held, accepted-pending, or lingering connections).
+    public var socketCount: Int { sockets.indices.filter { sockets[$0].inUse }.count }
+}

@@ -119,3 +119,36 @@ func makeSGA(_ pool: BufferPool, _ bytes: [UInt8]) -> ScatterGatherArray {
         #expect(r.error == .connectionRefused)
     }
 }
+
+/// 10 MB each way at once over the simulated link, clean and impaired, with SHA-256 checks of both streams.
+@Suite(.serialized) struct StackBulkTests {
+    static let profiles: [String] = [
+        "", "loss=1%", "loss=5%", "loss=20%", "reorder=5%", "duplicate=5%", "corrupt=1%", "delay=2ms,jitter=1ms",
+    ]
+
+    @Test(arguments: profiles)
+    func tenMegabytesEachWay(profile: String) throws {
+        var p = try FaultProfile(parsing: profile.isEmpty ? "loss=0" : profile)
+        p.seed = 42
+        let net = SimulatedNetwork(profile: p)
+        let (server, client) = try #require(try net.connectPair())
+        let size = 10_000_000
+        let up = BulkTransfer(from: net.b, client, to: net.a, server, bytes: size, seed: 1)
+        let down = BulkTransfer(from: net.a, server, to: net.b, client, bytes: size, seed: 2)
+        let finished = net.run(timeout: .seconds(600)) {
+            up.step()
+            down.step()
+            return up.done && down.done
+        }
+        #expect(finished, "timed out: up \(up.received)/\(size), down \(down.received)/\(size)")
+        #expect(up.error == nil && down.error == nil, "errors: \(String(describing: up.error)) \(String(describing: down.error)) up \(up.received) down \(down.received) a: \(net.a.statistics.pairs.filter { $0.1 > 0 }) b: \(net.b.statistics.pairs.filter { $0.1 > 0 })")
+        #expect(up.received == size && down.received == size)
+        #expect(up.sentHash.finalize() == up.receivedHash.finalize())
+        #expect(down.sentHash.finalize() == down.receivedHash.finalize())
+        try net.a.close(server)
+        try net.b.close(client)
+        net.idle(.milliseconds(300))
+        #expect(net.a.pool.buffersInUse == 0 && net.b.pool.buffersInUse == 0,
+                "in use: \(net.a.pool.buffersInUse) \(net.b.pool.buffersInUse) \(net.a.connectionStates) \(net.b.connectionStates)")
+    }
+}
