@@ -73,6 +73,7 @@ let package = Package(
             name: "Demikernel",
             dependencies: [
                 "DemiCore", "DemiBuffers", "DemiRuntime", "DemiKernelSockets", "DemiSharedMemory", "CDemiLinux",
+                "DemiWire", "DemiDevices", "DemiInet", "DemiStackLibOS",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -120,7 +121,8 @@ let package = Package(
         .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
-            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer"],
+            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer",
+                           "DemiStackLibOS", "TestHostFixture"],
             swiftSettings: swiftSettings
         ),
     ]

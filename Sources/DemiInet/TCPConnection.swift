@@ -1021,9 +1021,10 @@ public struct TCPConnection {
     /// The earliest time ``onTimer(now:sink:)`` has work.
     public var nextDeadline: Instant? {
         var d = retransmitDeadline
-        for t in [delayedACKDeadline, persistDeadline, keepaliveDeadline, timeWaitDeadline] {
-            if let t, d == nil || t < d! { d = t }
-        }
+        if let t = delayedACKDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
+        if let t = persistDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
+        if let t = keepaliveDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
+        if let t = timeWaitDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
         return d
     }
 
