@@ -118,7 +118,8 @@ let package = Package(
                 swiftSettings: swiftSettings),
         .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices", "DemiWire", "TestHostFixture"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS"], swiftSettings: swiftSettings),
+        .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS", "TestHostFixture"],
+                    swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
             dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer",

@@ -2,6 +2,9 @@
 @_exported import DemiCore
 import DemiKernelSockets
 import DemiSharedMemory
+import DemiStackLibOS
+import DemiDevices
+import DemiInet
 @_exported import DemiRuntime
 import Foundation
 
@@ -26,16 +29,19 @@ public final class LibOS {
     enum Backend {
         case kernelSockets
         case sharedMemory
+        case rawSockets
     }
 
     @usableFromInline let backend: Backend
     /// Strong references that keep the libOS alive.
     let kernelOwner: KernelSocketLibOS?
     let sharedOwner: SharedMemoryLibOS?
+    let rawOwner: RawSocketLibOS?
     /// The same references, unmanaged: calling through them costs no retain and release per call. Only the one that
     /// matches `backend` is set.
     @usableFromInline let kernel: Unmanaged<KernelSocketLibOS>?
     @usableFromInline let shared: Unmanaged<SharedMemoryLibOS>?
+    @usableFromInline let raw: Unmanaged<RawSocketLibOS>?
 
     /// Runs `body` on the libOS's buffer pool without retaining anything.
     @inlinable @inline(__always)
@@ -43,6 +49,7 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try body(k.pool) }
         case .sharedMemory: try onShared { m throws(Errno) in try body(m.pool) }
+        case .rawSockets: try onRaw { r throws(Errno) in try body(r.pool) }
         }
     }
 
@@ -50,6 +57,12 @@ public final class LibOS {
     @inlinable @inline(__always)
     func onKernel<T>(_ body: (KernelSocketLibOS) throws(Errno) -> T) throws(Errno) -> T {
         try kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { k in Result<T, Errno> { () throws(Errno) -> T in try body(k) } }.get()
+    }
+
+    /// Runs `body` on the raw-socket libOS (the user-space stack on AF_PACKET) without retaining it.
+    @inlinable @inline(__always)
+    func onRaw<T>(_ body: (RawSocketLibOS) throws(Errno) -> T) throws(Errno) -> T {
+        try raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { r in Result<T, Errno> { () throws(Errno) -> T in try body(r) } }.get()
     }
 
     /// Runs `body` on the shared-memory libOS without retaining it.
@@ -88,16 +101,30 @@ public final class LibOS {
             }
             kernelOwner = k
             sharedOwner = nil
+            rawOwner = nil
             kernel = .passUnretained(k)
             shared = nil
+            raw = nil
             backend = .kernelSockets
         case .sharedMemory:
             let m = SharedMemoryLibOS(options: configuration.sharedMemoryOptions)
             kernelOwner = nil
             sharedOwner = m
+            rawOwner = nil
             kernel = nil
             shared = .passUnretained(m)
+            raw = nil
             backend = .sharedMemory
+        case .rawSockets:
+            let r: RawSocketLibOS
+            do { r = try RawSocketLibOS.make(configuration) } catch { throw .device(error) }
+            kernelOwner = nil
+            sharedOwner = nil
+            rawOwner = r
+            kernel = nil
+            shared = nil
+            raw = .passUnretained(r)
+            backend = .rawSockets
         }
     }
 
@@ -106,6 +133,7 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
+        case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
         }
     }
 
@@ -113,6 +141,7 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
+        case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
         }
     }
 
@@ -121,6 +150,7 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
+        case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
         }
     }
 
@@ -136,6 +166,14 @@ public final class LibOS {
         case .sharedMemory:
             let m = shared.unsafelyUnwrapped.takeUnretainedValue()
             return [("buffers_in_use", m.pool.buffersInUse), ("live_operations", m.scheduler.liveCount)]
+        case .rawSockets:
+            let r = raw.unsafelyUnwrapped.takeUnretainedValue()
+            let d = r.device.statistics
+            var pairs = [("device_frames_received", d.receivedFrames), ("device_frames_sent", d.transmittedFrames),
+                         ("device_drops", d.droppedFrames)]
+            pairs += r.statistics.pairs
+            pairs.append(("buffers_in_use", r.pool.buffersInUse))
+            return pairs
         }
     }
 
@@ -146,6 +184,7 @@ public final class LibOS {
     public func socket(_ domain: AddressFamily = .inet, _ type: SocketType) throws(Errno) -> QDesc {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.socket(domain: domain, type: type) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.socket(domain: domain, type: type) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -155,6 +194,7 @@ public final class LibOS {
     public func bind(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.bind(qd, to: address) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.bind(qd, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -164,6 +204,7 @@ public final class LibOS {
     public func listen(_ qd: QDesc, backlog: Int) throws(Errno) {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.listen(qd, backlog: backlog) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.listen(qd, backlog: backlog) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -173,6 +214,7 @@ public final class LibOS {
     public func accept(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.accept(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.accept(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -182,6 +224,7 @@ public final class LibOS {
     public func connect(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.connect(qd, to: address) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.connect(qd, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -191,6 +234,7 @@ public final class LibOS {
     public func close(_ qd: QDesc) throws(Errno) {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.close(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.close(qd) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.close(qd) }
         }
     }
@@ -200,6 +244,7 @@ public final class LibOS {
     public func asyncClose(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.asyncClose(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.asyncClose(qd) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.asyncClose(qd) }
         }
     }
@@ -209,6 +254,7 @@ public final class LibOS {
     public func localAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.localAddress(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.localAddress(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -218,6 +264,7 @@ public final class LibOS {
     public func peerAddress(_ qd: QDesc) throws(Errno) -> SocketAddressV4 {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.peerAddress(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.peerAddress(qd) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -226,6 +273,7 @@ public final class LibOS {
     public func setOption(_ qd: QDesc, _ option: SocketOption) throws(Errno) {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.setOption(qd, option) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.setOption(qd, option) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -234,6 +282,7 @@ public final class LibOS {
     public func option(_ qd: QDesc, _ name: SocketOptionName) throws(Errno) -> SocketOption {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.option(qd, name) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.option(qd, name) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -266,6 +315,7 @@ public final class LibOS {
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.push(qd, sga) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.push(qd, sga) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.push(qd, sga) }
         }
     }
@@ -275,6 +325,7 @@ public final class LibOS {
     public func pushTo(_ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.pushTo(qd, sga, to: address) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.pushTo(qd, sga, to: address) }
         case .sharedMemory: throw .notSupported
         }
     }
@@ -284,6 +335,7 @@ public final class LibOS {
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.pop(qd) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.pop(qd) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.pop(qd) }
         }
     }
@@ -295,6 +347,7 @@ public final class LibOS {
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.wait(qt, timeout: timeout) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.wait(qt, timeout: timeout) }
         }
     }
@@ -304,6 +357,7 @@ public final class LibOS {
     public func waitAny(_ qts: UnsafeBufferPointer<QToken>, timeout: Duration? = nil) throws(Errno) -> (Int, QResult) {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
         }
     }
@@ -321,6 +375,7 @@ public final class LibOS {
     public func waitNext(into out: UnsafeMutableBufferPointer<QResult>, timeout: Duration? = nil) throws(Errno) -> Int {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.waitNext(into: out, timeout: timeout) }
+        case .rawSockets: try onRaw { r throws(Errno) in try r.waitNext(into: out, timeout: timeout) }
         case .sharedMemory: try onShared { m throws(Errno) in try m.waitNext(into: out, timeout: timeout) }
         }
     }

@@ -4,12 +4,14 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
     case kernelSockets = "kernel-sockets"
     /// Shared-memory queues between processes, and in-process memory queues (upstream: catmem).
     case sharedMemory = "shared-memory"
+    case rawSockets = "raw-sockets"
 
     /// Every spelling accepted for each libOS, in `LIBOS` and on command lines (case-insensitive).
     public var spellings: [String] {
         switch self {
         case .kernelSockets: ["catnap", "kernel-sockets", "kernel", "sockets", "posix"]
         case .sharedMemory: ["catmem", "shared-memory", "shm", "memory"]
+        case .rawSockets: ["catpowder", "raw-sockets", "raw", "af-packet", "af_packet", "afpacket"]
         }
     }
 
@@ -18,6 +20,7 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
         switch self {
         case .kernelSockets: "catnap"
         case .sharedMemory: "catmem"
+        case .rawSockets: "catpowder"
         }
     }
 
