@@ -634,8 +634,9 @@ public struct TCPConnection {
                 receiveQueued += b.count
                 receiveNext = receiveNext + b.count
             }
-            if let f = outOfOrder.finSequence, f == receiveNext, !finReceived { acceptFIN(now: now) }
         }
+        // An early FIN (with or without data of its own) is accepted once the data before it is in.
+        if let f = outOfOrder.finSequence, f == receiveNext, !finReceived { acceptFIN(now: now) }
         unackedSegments += 1
         if unackedSegments >= 2 || configuration.delayedACK == nil { ackNow = true }
         else if delayedACKDeadline == nil, let d = configuration.delayedACK { delayedACKDeadline = now + d }
