@@ -326,6 +326,11 @@ public struct TCPConnection {
             payload.release()
             statistics.droppedSegments += 1
             if !seg.flags.contains(.rst) { sendACK(now: now, sink: &sink) }
+            if state == .timeWait && seg.flags.contains(.fin) && !seg.flags.contains(.rst)
+                && seg.sequence + len + 1 == receiveNext {
+                // The peer's FIN again: our ACK was lost; restart the 2 MSL timer (RFC 9293 §3.10.7.4, TIME-WAIT).
+                timeWaitDeadline = now + configuration.timeWait
+            }
             return []
         }
 
