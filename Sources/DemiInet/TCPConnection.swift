@@ -320,6 +320,15 @@ public struct TCPConnection {
             }
         }
 
+        // The peer retransmitted its SYN: our SYN-ACK was lost; send it again (it lies left of RCV.NXT, so the
+        // sequence check below would answer with a bare ACK, which a peer in SYN-SENT drops).
+        if state == .synReceived && seg.flags.contains(.syn) && !seg.flags.contains(.ack)
+            && !seg.flags.contains(.rst) && seg.sequence == initialReceiveSequence {
+            payload.release()
+            sendSYN(ack: true, now: now, sink: &sink)
+            return []
+        }
+
         // Sequence number check.
         let window = receiveWindow
         if !acceptable(seg.sequence, length: segLen, window: window) {
@@ -356,11 +365,6 @@ public struct TCPConnection {
         // SYN in a synchronized state (RFC 5961 §4.2): challenge ACK.
         if seg.flags.contains(.syn) {
             payload.release()
-            if state == .synReceived && seg.sequence == initialReceiveSequence {
-                // The peer retransmitted its SYN: our SYN-ACK was lost.
-                sendSYN(ack: true, now: now, sink: &sink)
-                return []
-            }
             challengeACK(now: now, sink: &sink)
             return []
         }
