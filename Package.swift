@@ -31,6 +31,10 @@ let package = Package(
         /// The plain C socket baselines, for the benchmark package.
         .library(name: "DemiBaselines", targets: ["CDemiBaselines"]),
     ],
+    traits: [
+        /// AF_XDP (DemiXDP.XDPSocketDevice) through libxdp: needs `apt-get install libxdp-dev libbpf-dev`.
+        .trait(name: "AFXDP", description: "AF_XDP device through libxdp/libbpf (libxdp-dev, libbpf-dev)"),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -107,6 +111,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - AF_XDP (trait AFXDP; without it DemiXDP is empty and libxdp is not needed)
+        .systemLibrary(name: "CDemiXDP", pkgConfig: "libxdp", providers: [.apt(["libxdp-dev", "libbpf-dev"])]),
+        .target(
+            name: "DemiXDP",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiDevices", "CDemiLinux",
+                           .target(name: "CDemiXDP", condition: .when(traits: ["AFXDP"]))],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Tests
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
         .testTarget(name: "DemiCoreTests", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
@@ -117,6 +130,8 @@ let package = Package(
         .target(name: "TestHostFixture", dependencies: ["CDemiLinux"], path: "Tests/TestHostFixture",
                 swiftSettings: swiftSettings),
         .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices", "DemiWire", "TestHostFixture"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "DemiXDPTests", dependencies: ["DemiXDP", "DemiDevices", "DemiWire", "TestHostFixture"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS", "TestHostFixture"],
                     swiftSettings: swiftSettings),
