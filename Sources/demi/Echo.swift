@@ -110,7 +110,15 @@ struct Echo: ParsableCommand {
             print("demi echo: \(name) \(proto) on \(a)")
             fflush(nil)
         }, limit: count)
+        printStatistics(os)
     }
+}
+
+/// Prints the libOS's non-zero counters (frames, drops, checksum errors, retransmissions, ...).
+func printStatistics(_ os: LibOS) {
+    let pairs = os.statistics.filter { $0.1 != 0 }
+    guard !pairs.isEmpty else { return }
+    print("  \(os.name.codename) statistics: " + pairs.map { "\($0.0)=\($0.1)" }.joined(separator: " "))
 }
 
 

@@ -24,7 +24,7 @@ enum PingClient {
                     if let e = r.error { throw e }
                 }
             } else {
-                try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+                try os.bind(qd, to: SocketAddressV4(.any, 0))
             }
             qds.append(qd)
         }
@@ -95,7 +95,7 @@ extension PingClient {
             }
         } else {
             // A connected UDP socket, like the C baseline's client: the kernel keeps the route.
-            try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+            try os.bind(qd, to: SocketAddressV4(.any, 0))
             if let e = try os.wait(try os.connect(qd, to: server)).error { throw e }
         }
         let msg = try os.sgaalloc(size)
@@ -161,5 +161,6 @@ struct Ping: ParsableCommand {
         print("demi ping: \(os.name.codename) \(proto) \(size) B x \(count), \(connections) connection(s) to \(addr)")
         print("  rtt p50 \(formatNs(s.p50))  p99 \(formatNs(s.p99))  p99.9 \(formatNs(s.p999))  min \(formatNs(s.min))")
         print(String(format: "  throughput %.0f msgs/s, %.3f Gbit/s each way", rate, rate * Double(size) * 8 / 1e9))
+        printStatistics(os)
     }
 }
