@@ -385,6 +385,7 @@ public struct TCPConnection {
                 sendReset(for: seg, sink: &sink)
                 return []
             }
+            if retransmitCount > 0 { synTimedOut() }
             state = .established
             events.insert(.established)
             sendWindow = Int(seg.window) << Int(sendShift)
@@ -470,7 +471,7 @@ public struct TCPConnection {
         if timestampsOK, let ts = seg.options.timestamp { tsRecent = ts.value }
         if seg.flags.contains(.ack) {
             // RTT sample from the handshake (only if the SYN was not retransmitted: Karn).
-            if retransmitCount == 0 { rto.sample(now - rttStart) }
+            if retransmitCount == 0 { rto.sample(now - rttStart) } else { synTimedOut() }
             sendUnacknowledged = seg.acknowledgment
             state = .established
             sendWindow = Int(seg.window) << Int(sendShift)
@@ -490,6 +491,12 @@ public struct TCPConnection {
         maxSendWindow = sendWindow
         sendSYN(ack: true, now: now, sink: &sink)
         return []
+    }
+
+    /// The SYN (or SYN-ACK) timed out and no RTT was measured: RFC 6298 §5.7, the RTO becomes 3 s (at least) when
+    /// data transfer starts.
+    mutating func synTimedOut() {
+        if rto.smoothedRTT == nil { rto.base = rto.clamp(max(rto.base, Duration.seconds(3).nanoseconds)) }
     }
 
     /// Processes the acknowledgment field of an acceptable segment.
