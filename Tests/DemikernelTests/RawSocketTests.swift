@@ -257,7 +257,7 @@ import Testing
     func hundredMegabytesEachWayWithTheKernel(lossPercent: Int) throws {
         guard let hosts = try TestHosts.create() else { return }
         if lossPercent > 0 {
-            do { try hosts.impairLoss(.a, percent: lossPercent) } catch {
+            do { try hosts.impairLoss(.b, percent: lossPercent) } catch {
                 if ProcessInfo.processInfo.environment["DEMI_REQUIRE_ALL_SUITES"] == "1" { throw error }
                 print("skipping \(lossPercent)% loss: \(error)")
                 return
@@ -293,5 +293,10 @@ import Testing
         let log = (try? String(contentsOfFile: "/tmp/demi-bulk-\(lossPercent).log", encoding: .utf8)) ?? ""
         #expect(code == 0, "client: \(log) stats: \(os.statistics.filter { $0.1 > 0 })")
         #expect(echo.echoed == total)
+        if lossPercent > 0 {
+            let dropped = try hosts.impairmentDrops(.b)
+            #expect(dropped > 0, "the loss rules dropped nothing")
+            print("\(lossPercent)% loss: nftables dropped \(dropped) packets; stack: \(os.statistics.filter { $0.1 > 0 })")
+        }
     }
 }

@@ -256,14 +256,29 @@ public final class TestHosts: @unchecked Sendable {
 
     // MARK: - Impairment
 
-    /// Random loss on ingress of `veth0` in a namespace, with nftables (`netdev` family, `numgen random`); there is
-    /// no netem on these kernels. Throws if `nft` is missing.
+    /// Random loss on `veth0` in a namespace, both directions, with nftables (`netdev` family, `numgen random`):
+    /// there is no netem on these kernels. Impair the kernel peer's side (host b): its ingress hook drops our
+    /// frames before its stack sees them, its egress hook drops its frames before they reach the wire. (On host a it
+    /// would do nothing for our stack: packet sockets see frames before the ingress hook.) Throws if `nft` is missing.
     public func impairLoss(_ host: Host, percent: Int) throws {
-        let rules = "add table netdev demi_imp\n"
-            + "add chain netdev demi_imp in { type filter hook ingress device veth0 priority 0 ; }\n"
-            + "add rule netdev demi_imp in numgen random mod 100 < \(percent) counter drop\n"
+        var rules = "add table netdev demi_imp\n"
+        for hook in ["ingress", "egress"] {
+            rules += "add chain netdev demi_imp \(hook) { type filter hook \(hook) device \"veth0\" priority 0 ; }\n"
+                + "add rule netdev demi_imp \(hook) numgen random mod 100 < \(percent) counter drop\n"
+        }
         let (status, out) = try run(in: host, ["sh", "-c", "command -v nft >/dev/null || { echo 'nft missing (apt-get install nftables)'; exit 127; }; echo \"$0\" | nft -f -", rules])
         guard status == 0 else { throw Failure("impairment failed: \(out)") }
+    }
+
+    /// Packets the loss rules of ``impairLoss(_:percent:)`` dropped so far in a namespace.
+    public func impairmentDrops(_ host: Host) throws -> Int {
+        let (_, out) = try run(in: host, ["nft", "list", "table", "netdev", "demi_imp"])
+        var total = 0
+        for line in out.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if let i = words.firstIndex(of: "packets"), i + 1 < words.count, let n = Int(words[i + 1]) { total += n }
+        }
+        return total
     }
 
     // MARK: - Helpers
