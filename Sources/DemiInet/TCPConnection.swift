@@ -796,7 +796,8 @@ public struct TCPConnection {
 
     /// The receive window we can offer now.
     var receiveWindow: Int {
-        let free = configuration.receiveBufferSize - receiveQueued - outOfOrder.bytes
+        // At most what the window field can say (65535 << our shift): a larger buffer cannot be offered.
+        let free = min(configuration.receiveBufferSize - receiveQueued - outOfOrder.bytes, 65535 << Int(receiveShift))
         let edge = advertisedEdge - receiveNext  // never shrink
         return max(0, max(free, edge))
     }
