@@ -481,6 +481,7 @@ public struct TCPConnection {
             retransmitDeadline = nil
             retransmitCount = 0
             rto.resetBackoff()
+            armKeepalive(now: now)
             ackNow = true
             output(now: now, sink: &sink)
             return [.established]
