@@ -761,7 +761,11 @@ public struct TCPConnection {
                 let all = length == available
                 let big = length >= maxSendWindow / 2 && maxSendWindow > 0
                 let idle = sendUnacknowledged == sendMax
-                if !(full || big || (all && (!configuration.nagle || idle))) { break }
+                if !(full || big || (all && (!configuration.nagle || idle))) {
+                    // Nothing in flight will bring an ACK: the override timeout (RFC 9293 §3.8.6.2.1) sends anyway.
+                    if idle && persistDeadline == nil { persistDeadline = now + persistInterval }
+                    break
+                }
                 sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: sendNext < sendMax,
                          fin: finQueued && !finSent)
                 sent = true
@@ -1073,6 +1077,13 @@ public struct TCPConnection {
                 sendNext = sendNext - 1
                 persistBackoff += 1
                 persistDeadline = now + persistInterval
+            } else if sendWindow > 0 && sendUnacknowledged == sendMax {
+                // The SWS override timeout: send what the small window allows.
+                let length = min(dataEnd - sendNext, (sendUnacknowledged + sendWindow) - sendNext, sendMSS)
+                if length > 0 {
+                    sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: false,
+                             fin: finQueued)
+                }
             }
         }
         if let t = keepaliveDeadline, t <= now {
