@@ -389,6 +389,8 @@ final class PacketScript {
                 configuration.congestionControl = a
             case "persist_max": configuration.maximumPersistInterval = try duration()
             case "keepalive": configuration.keepalive = v == "off" ? nil : try duration()
+            case "keepalive_interval": configuration.keepaliveInterval = try duration()
+            case "keepalive_probes": configuration.keepaliveProbes = try int()
             case "challenge_limit": configuration.challengeACKLimit = try int()
             case "isn": localISN = UInt32(truncatingIfNeeded: try int())
             case "peer_isn": peerISN = UInt32(truncatingIfNeeded: try int())
