@@ -1,0 +1,213 @@
+// See include/cdpdk.h. Compiled to nothing unless the package trait `DPDK` defines DEMI_DPDK (and adds DPDK's
+// include paths, -march and libraries for this target only).
+#ifdef DEMI_DPDK
+#define _GNU_SOURCE
+#include <rte_config.h>   // SwiftPM drops pkg-config's `-include rte_config.h`: include it first ourselves.
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <rte_bus.h>
+#include <rte_dev.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "cdpdk.h"
+
+int cdpdk_eal_init(int argc, char **argv) {
+    cpu_set_t before;
+    int saved = pthread_getaffinity_np(pthread_self(), sizeof(before), &before);
+    int r = rte_eal_init(argc, argv);
+    int e = rte_errno;
+    if (saved == 0) pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
+    return r < 0 ? -(e ? e : EINVAL) : r;
+}
+
+int cdpdk_errno(void) { return rte_errno; }
+const char *cdpdk_strerror(int error) { return rte_strerror(error); }
+uint16_t cdpdk_mbuf_headroom(void) { return RTE_PKTMBUF_HEADROOM; }
+uint16_t cdpdk_mbuf_default_buf_size(void) { return RTE_MBUF_DEFAULT_BUF_SIZE; }
+
+// MARK: - Ports
+
+int cdpdk_dev_probe(const char *devargs) {
+    int r = rte_dev_probe(devargs);
+    return r < 0 ? (r == -1 ? -(rte_errno ? rte_errno : EINVAL) : r) : 0;
+}
+
+int cdpdk_vdev_remove(const char *name) { return rte_eal_hotplug_remove("vdev", name); }
+
+int cdpdk_port_by_name(const char *name, uint16_t *port) { return rte_eth_dev_get_port_by_name(name, port); }
+
+int cdpdk_port_name(uint16_t port, char *name, size_t capacity) {
+    char buf[RTE_ETH_NAME_MAX_LEN];
+    int r = rte_eth_dev_get_name_by_port(port, buf);
+    if (r != 0) return r;
+    snprintf(name, capacity, "%s", buf);
+    return 0;
+}
+
+int cdpdk_port_valid(uint16_t port) { return rte_eth_dev_is_valid_port(port); }
+uint16_t cdpdk_max_ports(void) { return RTE_MAX_ETHPORTS; }
+
+static uint8_t checksum_bits(uint64_t capa, uint64_t ipv4, uint64_t udp, uint64_t tcp) {
+    return (uint8_t)(((capa & ipv4) ? 1 : 0) | ((capa & udp) ? 2 : 0) | ((capa & tcp) ? 4 : 0));
+}
+
+int cdpdk_port_info(uint16_t port, struct cdpdk_port_info *info) {
+    struct rte_eth_dev_info di;
+    memset(info, 0, sizeof(*info));
+    int r = rte_eth_dev_info_get(port, &di);
+    if (r != 0) return r;
+    info->rx_offload_capa = di.rx_offload_capa;
+    info->tx_offload_capa = di.tx_offload_capa;
+    info->max_rx_pktlen = di.max_rx_pktlen;
+    info->min_mtu = di.min_mtu;
+    info->max_mtu = di.max_mtu;
+    info->max_rx_queues = di.max_rx_queues;
+    info->max_tx_queues = di.max_tx_queues;
+    info->rx_desc_max = di.rx_desc_lim.nb_max;
+    info->tx_desc_max = di.tx_desc_lim.nb_max;
+    info->rx_checksums = checksum_bits(di.rx_offload_capa, RTE_ETH_RX_OFFLOAD_IPV4_CKSUM,
+                                       RTE_ETH_RX_OFFLOAD_UDP_CKSUM, RTE_ETH_RX_OFFLOAD_TCP_CKSUM);
+    info->tx_checksums = checksum_bits(di.tx_offload_capa, RTE_ETH_TX_OFFLOAD_IPV4_CKSUM,
+                                       RTE_ETH_TX_OFFLOAD_UDP_CKSUM, RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+    info->if_index = di.if_index;
+    info->socket_id = rte_eth_dev_socket_id(port);
+    snprintf(info->driver, sizeof(info->driver), "%s", di.driver_name ? di.driver_name : "");
+    uint16_t mtu = 0;
+    info->mtu = rte_eth_dev_get_mtu(port, &mtu) == 0 ? mtu : RTE_ETHER_MTU;
+    struct rte_ether_addr mac;
+    r = rte_eth_macaddr_get(port, &mac);
+    if (r != 0) return r;
+    memcpy(info->mac, mac.addr_bytes, 6);
+    return 0;
+}
+
+int cdpdk_port_start(uint16_t port, void *mempool, uint16_t rx_desc, uint16_t tx_desc, uint64_t rx_offloads,
+                     uint64_t tx_offloads, int promiscuous, int *step) {
+    struct rte_eth_conf conf;
+    memset(&conf, 0, sizeof(conf));
+    conf.rxmode.offloads = rx_offloads;
+    conf.txmode.offloads = tx_offloads;
+    int r;
+    *step = 1;
+    if ((r = rte_eth_dev_configure(port, 1, 1, &conf)) != 0) return r;
+    *step = 2;
+    if ((r = rte_eth_dev_adjust_nb_rx_tx_desc(port, &rx_desc, &tx_desc)) != 0) return r;
+    int socket = rte_eth_dev_socket_id(port);
+    if (socket < 0) socket = SOCKET_ID_ANY;
+    *step = 3;
+    if ((r = rte_eth_rx_queue_setup(port, 0, rx_desc, (unsigned)socket, NULL, mempool)) != 0) return r;
+    *step = 4;
+    if ((r = rte_eth_tx_queue_setup(port, 0, tx_desc, (unsigned)socket, NULL)) != 0) return r;
+    if (promiscuous) {
+        *step = 5;
+        if ((r = rte_eth_promiscuous_enable(port)) != 0) return r;
+    }
+    *step = 6;
+    if ((r = rte_eth_dev_start(port)) != 0) return r;
+    *step = 0;
+    return 0;
+}
+
+int cdpdk_port_stop_close(uint16_t port) {
+    int a = rte_eth_dev_stop(port);
+    int b = rte_eth_dev_close(port);
+    return a != 0 ? a : b;
+}
+
+int cdpdk_link_get(uint16_t port, struct cdpdk_link *link) {
+    struct rte_eth_link l;
+    memset(&l, 0, sizeof(l));
+    int r = rte_eth_link_get_nowait(port, &l);
+    if (r != 0) return r;
+    link->speed_mbps = l.link_speed;
+    link->up = l.link_status == RTE_ETH_LINK_UP;
+    link->full_duplex = l.link_duplex == RTE_ETH_LINK_FULL_DUPLEX;
+    link->autoneg = l.link_autoneg == RTE_ETH_LINK_AUTONEG;
+    return 0;
+}
+
+int cdpdk_stats_get(uint16_t port, struct cdpdk_stats *stats) {
+    struct rte_eth_stats s;
+    int r = rte_eth_stats_get(port, &s);
+    if (r != 0) return r;
+    stats->ipackets = s.ipackets;
+    stats->opackets = s.opackets;
+    stats->ibytes = s.ibytes;
+    stats->obytes = s.obytes;
+    stats->imissed = s.imissed;
+    stats->ierrors = s.ierrors;
+    stats->oerrors = s.oerrors;
+    stats->rx_nombuf = s.rx_nombuf;
+    return 0;
+}
+
+// MARK: - Mempools
+
+void *cdpdk_pool_create(const char *name, unsigned count, unsigned cache, uint16_t data_room, int socket) {
+    return rte_pktmbuf_pool_create(name, count, cache, 0, data_room, socket < 0 ? SOCKET_ID_ANY : socket);
+}
+
+void cdpdk_pool_free(void *mempool) { rte_mempool_free(mempool); }
+unsigned cdpdk_pool_in_use(const void *mempool) { return rte_mempool_in_use_count(mempool); }
+unsigned cdpdk_pool_available(const void *mempool) { return rte_mempool_avail_count(mempool); }
+
+// MARK: - Fast path
+
+uint16_t cdpdk_rx_burst(uint16_t port, uint16_t queue, void **mbufs, uint16_t count) {
+    return rte_eth_rx_burst(port, queue, (struct rte_mbuf **)mbufs, count);
+}
+
+uint16_t cdpdk_tx_burst(uint16_t port, uint16_t queue, void **mbufs, uint16_t count) {
+    return rte_eth_tx_burst(port, queue, (struct rte_mbuf **)mbufs, count);
+}
+
+void cdpdk_mbuf_describe(void *mbuf, struct cdpdk_segment *out) {
+    struct rte_mbuf *m = mbuf;
+    out->buf_addr = m->buf_addr;
+    out->next = m->next;
+    out->pkt_len = m->pkt_len;
+    out->buf_len = m->buf_len;
+    out->data_off = m->data_off;
+    out->data_len = m->data_len;
+    out->nb_segs = m->nb_segs;
+}
+
+void *cdpdk_mbuf_alloc(void *mempool, uint16_t length, void **data) {
+    struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
+    if (m == NULL) return NULL;
+    if (length > rte_pktmbuf_tailroom(m)) {
+        rte_pktmbuf_free(m);
+        return NULL;
+    }
+    m->data_len = length;
+    m->pkt_len = length;
+    *data = rte_pktmbuf_mtod(m, void *);
+    return m;
+}
+
+int cdpdk_mbuf_is_own(const void *mbuf, const void *mempool, const void *buf_addr) {
+    const struct rte_mbuf *m = mbuf;
+    return m->pool == mempool && m->buf_addr == buf_addr && rte_mbuf_refcnt_read(m) == 1;
+}
+
+void cdpdk_mbuf_set_window(void *mbuf, uint16_t data_off, uint16_t data_len) {
+    struct rte_mbuf *m = mbuf;
+    m->data_off = data_off;
+    m->data_len = data_len;
+    m->pkt_len = data_len;
+    m->nb_segs = 1;
+    m->next = NULL;
+    m->ol_flags &= (RTE_MBUF_F_EXTERNAL | RTE_MBUF_F_INDIRECT);   // no RX flags on TX; keep attachment flags
+}
+
+void cdpdk_mbuf_free(void *mbuf) { rte_pktmbuf_free(mbuf); }
+void cdpdk_mbuf_free_segment(void *mbuf) { rte_pktmbuf_free_seg(mbuf); }
+void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count) { rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, count); }
+
+#endif

@@ -1,0 +1,581 @@
+// DPDK (catnip's device), built only with the package trait `DPDK` (`swift build --traits DPDK`), which needs DPDK
+// 22.11 (`apt-get install libdpdk-dev`). Without the trait this target is empty and DPDK is not needed.
+#if DPDK
+import CDPDK
+import DemiBuffers
+import DemiCore
+import DemiDevices
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What went wrong in DPDK. Codes are positive errno values (DPDK's `rte_errno`, or a driver's `-errno`).
+public enum DPDKError: Error, Hashable, CustomStringConvertible {
+    /// `rte_eal_init` failed. The EAL cannot be initialised again in this process; every later call fails the same.
+    case ealInitFailed(code: Int32, arguments: [String])
+    /// The EAL is already up in this process (with `arguments`), and it is initialised only once: open further
+    /// devices on its ports (``DPDKDevice/init(port:pool:configuration:)``) or hot-plug a virtual device
+    /// (``DPDKDevice/init(attaching:pool:configuration:)``).
+    case ealAlreadyInitialized(arguments: [String])
+    /// ``DPDKEnvironment/initialize(arguments:)`` has not been called.
+    case ealNotInitialized
+    /// The EAL has no port that no other device holds.
+    case noFreePort
+    /// Another ``DPDKDevice`` holds the port.
+    case portInUse(UInt16)
+    /// No such port.
+    case invalidPort(UInt16)
+    /// `rte_dev_probe` refused the device arguments (no such driver, no such interface, ...).
+    case attachFailed(devargs: String, code: Int32)
+    /// `rte_pktmbuf_pool_create` failed (usually `ENOMEM`: more EAL memory, `-m`, is needed).
+    case mempoolFailed(name: String, code: Int32)
+    /// A step of the port setup failed (configure, descriptors, rxQueue, txQueue, promiscuous, start, info).
+    case portSetupFailed(port: UInt16, step: String, code: Int32)
+
+    public var description: String {
+        func text(_ code: Int32) -> String { "\(code) (\(String(cString: cdpdk_strerror(code))))" }
+        switch self {
+        case let .ealInitFailed(code, args): return "rte_eal_init failed: \(text(code)); arguments: \(args.joined(separator: " "))"
+        case let .ealAlreadyInitialized(args):
+            return "the DPDK EAL is initialised once per process and is already up (arguments: \(args.joined(separator: " ")))"
+        case .ealNotInitialized: return "the DPDK EAL is not initialised"
+        case .noFreePort: return "no free DPDK port"
+        case let .portInUse(p): return "DPDK port \(p) is held by another device"
+        case let .invalidPort(p): return "no DPDK port \(p)"
+        case let .attachFailed(devargs, code): return "rte_dev_probe(\(devargs)) failed: \(text(code))"
+        case let .mempoolFailed(name, code): return "rte_pktmbuf_pool_create(\(name)) failed: \(text(code))"
+        case let .portSetupFailed(port, step, code): return "DPDK port \(port): \(step) failed: \(text(code))"
+        }
+    }
+}
+
+/// The process-wide DPDK environment: the EAL (initialised **once per process**; `rte_eal_init` cannot be called
+/// twice, even after a failure) and which ports devices hold.
+///
+/// The EAL arguments are upstream's `dpdk.eal_init` list. Always pass `--no-pci` on machines whose NICs are in use
+/// by the kernel. Virtual devices given as `--vdev` are probed by `rte_eal_init` on the calling thread, so a
+/// `net_af_packet` vdev's interface is looked up in **the calling thread's network namespace**; the same holds for
+/// ``attach(_:)``. (Threads the EAL starts stay in that namespace, which keeps it alive until the process exits.)
+/// The calling thread's CPU affinity is restored after `rte_eal_init` (which pins it to its first lcore).
+public enum DPDKEnvironment {
+    struct State {
+        var arguments: [String]?
+        var failure: DPDKError?
+        var heldPorts: Set<UInt16> = []
+        var nameCounter = 0
+        var poolCounter = 0
+    }
+
+    static let state = Mutex(State())
+
+    /// True once `rte_eal_init` succeeded in this process.
+    public static var isInitialized: Bool { state.withLock { $0.arguments != nil } }
+    /// The arguments the EAL was initialised with (nil before).
+    public static var arguments: [String]? { state.withLock { $0.arguments } }
+
+    /// Initialises the EAL with `arguments` (without the program name). Throws ``DPDKError/ealAlreadyInitialized(arguments:)``
+    /// if the EAL is already up (whatever the arguments) and the first failure again if it failed before.
+    public static func initialize(arguments: [String]) throws(DPDKError) {
+        try state.withLock { (s: inout State) throws(DPDKError) in
+            if let previous = s.arguments { throw .ealAlreadyInitialized(arguments: previous) }
+            if let failure = s.failure { throw failure }
+            // The EAL may keep pointers into argv: these copies live as long as the process.
+            let argv = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: arguments.count + 2)
+            argv[0] = strdup("demikernel")
+            for (i, a) in arguments.enumerated() { argv[i + 1] = strdup(a) }
+            argv[arguments.count + 1] = nil
+            let r = cdpdk_eal_init(Int32(arguments.count + 1), argv)
+            guard r >= 0 else {
+                let e = DPDKError.ealInitFailed(code: -r, arguments: arguments)
+                s.failure = e
+                throw e
+            }
+            s.arguments = arguments
+        }
+    }
+
+    /// Hot-plugs a device (`rte_dev_probe`), for example `"net_af_packet1,iface=veth0"` (interfaces are looked up in
+    /// the calling thread's network namespace), and returns its port. The name before the first comma must be unique
+    /// in the process (see ``uniqueDeviceName(_:)``).
+    public static func attach(_ devargs: String) throws(DPDKError) -> UInt16 {
+        guard isInitialized else { throw .ealNotInitialized }
+        let name = String(devargs.prefix { $0 != "," })
+        let r = cdpdk_dev_probe(devargs)
+        guard r == 0 else { throw .attachFailed(devargs: devargs, code: -r) }
+        var port: UInt16 = 0
+        guard cdpdk_port_by_name(name, &port) == 0 else {
+            _ = cdpdk_vdev_remove(name)
+            throw .attachFailed(devargs: devargs, code: ENODEV)
+        }
+        return port
+    }
+
+    /// A device name for `driver` (such as `net_af_packet`) that no port of this process has: the driver's name and
+    /// a counter (the vdev bus matches drivers by prefix).
+    public static func uniqueDeviceName(_ driver: String = "net_af_packet") -> String {
+        state.withLock { s in
+            while true {
+                s.nameCounter += 1
+                let name = "\(driver)_demi\(s.nameCounter)"
+                var port: UInt16 = 0
+                if cdpdk_port_by_name(name, &port) != 0 { return name }
+            }
+        }
+    }
+
+    /// The valid ports, whether or not a device holds them.
+    public static var ports: [UInt16] {
+        guard isInitialized else { return [] }
+        return (0..<cdpdk_max_ports()).filter { cdpdk_port_valid($0) != 0 }
+    }
+
+    /// EAL arguments for tests and tools on a machine without DPDK NICs: no PCI scan, no shared files, no
+    /// telemetry, one lcore, `memoryMB` of memory (ordinary pages with `--no-huge`, or hugepages with
+    /// `--in-memory`, which must be reserved and mounted), a unique `--file-prefix`, and `vdev` if given (such as
+    /// `"net_af_packet0,iface=veth0"`).
+    public static func defaultArguments(vdev: String? = nil, filePrefix: String? = nil, memoryMB: Int = 256,
+                                        hugepages: Bool = false) -> [String] {
+        var a = ["--no-pci", "--no-telemetry", "-l", "0", "--file-prefix=\(filePrefix ?? "demi\(getpid())")"]
+        a += hugepages ? ["--in-memory", "-m", "\(memoryMB)"] : ["--no-huge", "--no-shconf", "-m", "\(memoryMB)"]
+        if let vdev { a.append("--vdev=\(vdev)") }
+        return a
+    }
+
+    /// True if at least `pages` 2 MiB hugepages are free and hugetlbfs is mounted (for ``defaultArguments``).
+    public static func hugepagesAvailable(pages: Int = 128) -> Bool {
+        guard let info = readFile("/proc/meminfo"), let mounts = readFile("/proc/mounts"), mounts.contains("hugetlbfs")
+        else { return false }
+        for line in info.split(separator: "\n") where line.hasPrefix("HugePages_Free:") {
+            return Int(line.split(separator: " ").last ?? "") ?? 0 >= pages
+        }
+        return false
+    }
+
+    static func readFile(_ path: String) -> String? {
+        guard let f = fopen(path, "r") else { return nil }
+        defer { fclose(f) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func nextPoolNumber() -> Int { state.withLock { s in s.poolCounter += 1; return s.poolCounter } }
+
+    static func hold(_ port: UInt16) throws(DPDKError) {
+        try state.withLock { (s: inout State) throws(DPDKError) in
+            guard s.arguments != nil else { throw .ealNotInitialized }
+            guard cdpdk_port_valid(port) != 0 else { throw .invalidPort(port) }
+            guard s.heldPorts.insert(port).inserted else { throw .portInUse(port) }
+        }
+    }
+
+    static func holdFirstFree() throws(DPDKError) -> UInt16 {
+        try state.withLock { (s: inout State) throws(DPDKError) -> UInt16 in
+            guard s.arguments != nil else { throw .ealNotInitialized }
+            for p in 0..<cdpdk_max_ports() where cdpdk_port_valid(p) != 0 && !s.heldPorts.contains(p) {
+                s.heldPorts.insert(p)
+                return p
+            }
+            throw .noFreePort
+        }
+    }
+
+    static func unhold(_ port: UInt16) { _ = state.withLock { $0.heldPorts.remove(port) } }
+}
+
+/// Wrapped mbufs not yet released, and the mempool they belong to, which is freed when the device is closed and the
+/// last of them has come back.
+final class MbufLedger {
+    var outstanding = 0
+    var mempool: UnsafeMutableRawPointer?
+    var closed = false
+    unowned(unsafe) let pool: BufferPool
+
+    init(mempool: UnsafeMutableRawPointer, pool: BufferPool) {
+        self.mempool = mempool
+        self.pool = pool
+    }
+
+    /// Frees the mempool once closed and idle, and drops the reference the pool's hook held.
+    func finishIfIdle() {
+        guard closed, outstanding == 0, let mp = mempool else { return }
+        mempool = nil
+        cdpdk_pool_free(mp)
+        pool.setExternalRelease(nil, context: nil)
+        Unmanaged.passUnretained(self).release()
+    }
+}
+
+/// The pool's external-release hook: the last reference to a wrapped mbuf is gone. A nil object is a header whose
+/// mbuf was handed to the driver (zero-copy transmit) and needs nothing.
+private func releaseWrappedMbuf(_ object: UnsafeMutableRawPointer?, _ context: UnsafeMutableRawPointer?) {
+    guard let object, let context else { return }
+    cdpdk_mbuf_free_segment(object)
+    let ledger = Unmanaged<MbufLedger>.fromOpaque(context).takeUnretainedValue()
+    ledger.outstanding -= 1
+    if ledger.closed && ledger.outstanding == 0 { ledger.finishIfIdle() }
+}
+
+/// A DPDK ethdev port with one RX and one TX queue (catnip's device).
+///
+/// - **Receive**: `rte_eth_rx_burst`, then each mbuf's data is wrapped as a ``DemiBuffer`` **without copying**
+///   (``BufferPool/wrapExternal(storage:capacity:offset:length:object:)``): the buffer's storage is the mbuf's data
+///   room and its window the mbuf's data, so the headroom in front (128 bytes) is free for prepending. A multi-segment
+///   mbuf becomes a chain of buffers. When the last reference goes, the pool's external-release hook (set by this
+///   device) frees the mbuf segment (`rte_pktmbuf_free_seg`). Held buffers keep mbufs out of the mempool.
+/// - **Transmit** copies the frame (walking its chain) into a fresh mbuf. A frame that already *is* a mbuf of this
+///   device (one segment, no other reference, like a received frame echoed back) is handed over as it is, with its
+///   window. Frames are queued and sent with one `rte_eth_tx_burst` per ``flush(now:)`` (the stack calls it once at
+///   the end of each pass), at the start of each receive, and whenever ``Configuration/maxBurst`` are waiting.
+///   Frames the driver does not take after a few tries are freed and counted as dropped.
+/// - **Capabilities**: the MTU is the port's (`rte_eth_dev_get_mtu`), capped by what one mbuf holds; checksum
+///   offloads the port reports are in ``reportedOffloads``, but they are not enabled (that needs per-packet mbuf
+///   metadata), so ``capabilities`` offers none.
+///
+/// Open it (and close it) on a thread in the interface's network namespace: `net_af_packet` looks the interface up
+/// at probe time, and starting the port sets the interface's flags with `ioctl`s by name.
+///
+/// One thread at a time, like the buffer pool. The device installs its release hook on `pool`, so a pool serves at
+/// most one DPDK device (or other device with external memory).
+public final class DPDKDevice: PhysicalLayer {
+    public struct Configuration: Sendable, Hashable {
+        /// Mbufs in the device's mempool (a power of two minus one is the most memory-efficient).
+        public var mbufCount = 8191
+        /// Per-lcore mempool cache (used only on EAL threads).
+        public var mbufCacheSize = 0
+        /// Data room of each mbuf, headroom included; nil: `RTE_MBUF_DEFAULT_BUF_SIZE` (2048 + 128).
+        public var mbufDataRoom: Int? = nil
+        public var receiveDescriptors = 1024
+        public var transmitDescriptors = 1024
+        /// Frames per receive call and per transmit batch at most (reported in ``capabilities``).
+        public var maxBurst = 32
+        public var promiscuous = false
+        /// Hand received mbufs that are sent back to the driver as they are.
+        public var zeroCopyTransmit = true
+        /// Remove the port's virtual device (`rte_eal_hotplug_remove`) on ``close()``, so its name and interface are
+        /// free again.
+        public var removeDeviceOnClose = true
+        public init() {}
+    }
+
+    /// Checksum offloads (and the raw `RTE_ETH_*_OFFLOAD_*` bits) the port reports.
+    public struct ReportedOffloads: Sendable, Hashable {
+        public var receive: ChecksumOffload
+        public var transmit: ChecksumOffload
+        public var receiveBits: UInt64
+        public var transmitBits: UInt64
+    }
+
+    public struct LinkStatus: Sendable, Hashable {
+        public var up: Bool
+        public var speedMbps: Int
+        public var fullDuplex: Bool
+    }
+
+    /// The port's own counters (`rte_eth_stats_get`).
+    public struct PortStatistics: Sendable, Hashable {
+        public var receivedPackets = 0, transmittedPackets = 0, receivedBytes = 0, transmittedBytes = 0
+        public var receiveMissed = 0, receiveErrors = 0, transmitErrors = 0, receiveNoMbuf = 0
+    }
+
+    public let port: UInt16
+    /// The port's device name (`net_af_packet0`) and driver (`net_af_packet`).
+    public let deviceName: String
+    public let driverName: String
+    public let macAddress: MACAddress
+    public let capabilities: DeviceCapabilities
+    public let reportedOffloads: ReportedOffloads
+    public let configuration: Configuration
+    /// The pool received frames are wrapped in (its external-release hook belongs to this device).
+    public let pool: BufferPool
+    /// The largest frame (Ethernet header included) one mbuf holds.
+    public let maxTransmitFrame: Int
+
+    @usableFromInline let mempool: UnsafeMutableRawPointer
+    let ledger: MbufLedger
+    @usableFromInline let burst: Int
+    @usableFromInline let rxScratch: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    @usableFromInline let pending: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    @usableFromInline let pendingLengths: UnsafeMutablePointer<Int>
+    @exclusivity(unchecked) @usableFromInline var pendingCount = 0
+    @exclusivity(unchecked) @usableFromInline var counters = DeviceStatistics()
+    @exclusivity(unchecked) public private(set) var isOpen = true
+    /// Frames sent without a copy (received mbufs handed back to the driver).
+    @exclusivity(unchecked) public private(set) var zeroCopyTransmits = 0
+    /// `rte_eth_tx_burst` calls.
+    @exclusivity(unchecked) public private(set) var transmitBursts = 0
+
+    /// Opens `port` of the running EAL: creates the mempool, configures one RX and one TX queue and starts the port.
+    public init(port: UInt16, pool: BufferPool, configuration c: Configuration = Configuration()) throws(DPDKError) {
+        try DPDKEnvironment.hold(port)
+        var ok = false
+        defer { if !ok { DPDKEnvironment.unhold(port) } }
+
+        var info = cdpdk_port_info()
+        let ri = cdpdk_port_info(port, &info)
+        guard ri == 0 else { throw .portSetupFailed(port: port, step: "info", code: -ri) }
+        var nameBytes = [CChar](repeating: 0, count: 128)
+        _ = cdpdk_port_name(port, &nameBytes, nameBytes.count)
+        let name = String(decoding: nameBytes.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let driver = withUnsafeBytes(of: info.driver) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+
+        let dataRoom = c.mbufDataRoom ?? Int(cdpdk_mbuf_default_buf_size())
+        let poolName = "demi_mp\(DPDKEnvironment.nextPoolNumber())"
+        guard let mp = cdpdk_pool_create(poolName, UInt32(max(64, c.mbufCount)), UInt32(max(0, c.mbufCacheSize)),
+                                         UInt16(clamping: dataRoom), info.socket_id)
+        else { throw .mempoolFailed(name: poolName, code: cdpdk_errno()) }
+
+        var step: Int32 = 0
+        let rs = cdpdk_port_start(port, mp, UInt16(clamping: c.receiveDescriptors), UInt16(clamping: c.transmitDescriptors),
+                                  0, 0, c.promiscuous ? 1 : 0, &step)
+        guard rs == 0 else {
+            _ = cdpdk_port_stop_close(port)
+            if c.removeDeviceOnClose { _ = cdpdk_vdev_remove(name) }
+            cdpdk_pool_free(mp)
+            let steps = ["", "configure", "descriptors", "rxQueue", "txQueue", "promiscuous", "start"]
+            throw .portSetupFailed(port: port, step: steps[Int(max(0, min(6, step)))], code: -rs)
+        }
+
+        self.port = port
+        deviceName = name
+        driverName = driver
+        let m = info.mac
+        macAddress = MACAddress(m.0, m.1, m.2, m.3, m.4, m.5)
+        maxTransmitFrame = dataRoom - Int(cdpdk_mbuf_headroom())
+        burst = max(1, min(c.maxBurst, 512))
+        capabilities = DeviceCapabilities(mtu: min(Int(info.mtu), maxTransmitFrame - 18), maxBurst: burst)
+        reportedOffloads = ReportedOffloads(
+            receive: ChecksumOffload(rawValue: info.rx_checksums), transmit: ChecksumOffload(rawValue: info.tx_checksums),
+            receiveBits: info.rx_offload_capa, transmitBits: info.tx_offload_capa)
+        configuration = c
+        self.pool = pool
+        mempool = mp
+        ledger = MbufLedger(mempool: mp, pool: pool)
+        rxScratch = .allocate(capacity: burst)
+        pending = .allocate(capacity: burst)
+        pendingLengths = .allocate(capacity: burst)
+        pool.setExternalRelease(releaseWrappedMbuf, context: Unmanaged.passRetained(ledger).toOpaque())
+        ok = true
+    }
+
+    /// Upstream's start-up: initialises the EAL with `ealArguments` (the `dpdk.eal_init` list) and opens its first
+    /// port. Throws ``DPDKError/ealAlreadyInitialized(arguments:)`` if the EAL is already up in this process.
+    public convenience init(ealArguments: [String], pool: BufferPool,
+                            configuration: Configuration = Configuration()) throws(DPDKError) {
+        try DPDKEnvironment.initialize(arguments: ealArguments)
+        let port = try DPDKEnvironment.holdFirstFree()
+        DPDKEnvironment.unhold(port)
+        try self.init(port: port, pool: pool, configuration: configuration)
+    }
+
+    /// Hot-plugs a virtual device (`"net_af_packet_demi1,iface=veth0"`, see ``DPDKEnvironment/uniqueDeviceName(_:)``)
+    /// into the running EAL and opens its port: how a second device gets a port in a process whose EAL is up.
+    public convenience init(attaching devargs: String, pool: BufferPool,
+                            configuration: Configuration = Configuration()) throws(DPDKError) {
+        let port = try DPDKEnvironment.attach(devargs)
+        do {
+            try self.init(port: port, pool: pool, configuration: configuration)
+        } catch {
+            _ = cdpdk_vdev_remove(String(devargs.prefix { $0 != "," }))
+            throw error
+        }
+    }
+
+    deinit {
+        close()
+        rxScratch.deallocate()
+        pending.deallocate()
+        pendingLengths.deallocate()
+    }
+
+    /// Sends what is queued, stops and closes the port (and removes its virtual device), and frees the mempool, at
+    /// once or, if received buffers are still held, when the last of them is released. Idempotent.
+    public func close() {
+        guard isOpen else { return }
+        flushPending()
+        isOpen = false
+        _ = cdpdk_port_stop_close(port)
+        if configuration.removeDeviceOnClose { _ = cdpdk_vdev_remove(deviceName) }
+        DPDKEnvironment.unhold(port)
+        ledger.closed = true
+        ledger.finishIfIdle()
+    }
+
+    // MARK: - Introspection
+
+    /// Mbufs of this device's mempool in use (held by us, the driver or the application), and free.
+    public var mempoolInUse: Int { ledger.mempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0 }
+    public var mempoolAvailable: Int { ledger.mempool.map { Int(cdpdk_pool_available($0)) } ?? 0 }
+    /// Received mbufs wrapped as buffers and not yet released.
+    public var wrappedMbufs: Int { ledger.outstanding }
+    /// Frames queued for the next `rte_eth_tx_burst`.
+    public var pendingTransmit: Int { pendingCount }
+
+    public var link: LinkStatus? {
+        guard isOpen else { return nil }
+        var l = cdpdk_link()
+        guard cdpdk_link_get(port, &l) == 0 else { return nil }
+        return LinkStatus(up: l.up != 0, speedMbps: Int(l.speed_mbps), fullDuplex: l.full_duplex != 0)
+    }
+
+    public var portStatistics: PortStatistics? {
+        guard isOpen else { return nil }
+        var s = cdpdk_stats()
+        guard cdpdk_stats_get(port, &s) == 0 else { return nil }
+        return PortStatistics(
+            receivedPackets: Int(s.ipackets), transmittedPackets: Int(s.opackets), receivedBytes: Int(s.ibytes),
+            transmittedBytes: Int(s.obytes), receiveMissed: Int(s.imissed), receiveErrors: Int(s.ierrors),
+            transmitErrors: Int(s.oerrors), receiveNoMbuf: Int(s.rx_nombuf))
+    }
+
+    /// Counters; `droppedFrames` adds the port's missed, no-mbuf and transmit-error counts to the device's own drops.
+    public var statistics: DeviceStatistics {
+        var s = counters
+        if let p = portStatistics { s.droppedFrames += p.receiveMissed + p.receiveNoMbuf + p.transmitErrors }
+        return s
+    }
+
+    // MARK: - Receive
+
+    public func receive(into frames: UnsafeMutablePointer<DemiBuffer>, capacity: Int, now: Instant) -> Int {
+        if pendingCount > 0 { flushPending() }
+        guard isOpen, capacity > 0 else { return 0 }
+        let n = Int(cdpdk_rx_burst(port, 0, rxScratch, UInt16(min(capacity, burst))))
+        var out = 0
+        var seg = cdpdk_segment()
+        for i in 0..<n {
+            if let f = wrap(rxScratch[i].unsafelyUnwrapped, &seg) {
+                frames[out] = f
+                out += 1
+            }
+        }
+        return out
+    }
+
+    /// The mbuf (and its further segments) as a buffer chain, or nil if it is a runt or no header was free.
+    @inline(__always)
+    func wrap(_ m: UnsafeMutableRawPointer, _ seg: inout cdpdk_segment) -> DemiBuffer? {
+        cdpdk_mbuf_describe(m, &seg)
+        let total = Int(seg.pkt_len)
+        guard total >= 14 else {
+            cdpdk_mbuf_free(m)
+            counters.droppedFrames += 1
+            return nil
+        }
+        var head: DemiBuffer?
+        var tail: UnsafeMutablePointer<BufferHeader>?
+        var cur: UnsafeMutableRawPointer? = m
+        while let c = cur {
+            if c != m { cdpdk_mbuf_describe(c, &seg) }
+            let next = seg.next
+            guard let b = pool.wrapExternal(storage: seg.buf_addr, capacity: Int(seg.buf_len), offset: Int(seg.data_off),
+                                            length: Int(seg.data_len), object: c)
+            else {
+                // Out of headers: free the segments not wrapped, then release the ones that were.
+                cdpdk_mbuf_free(c)
+                head?.releaseChain()
+                counters.droppedFrames += 1
+                return nil
+            }
+            ledger.outstanding += 1
+            if let t = tail { t.pointee.next = b.header } else { head = b }
+            tail = b.header
+            cur = next
+        }
+        counters.receivedFrames += 1
+        counters.receivedBytes += total
+        return head
+    }
+
+    // MARK: - Transmit
+
+    @discardableResult
+    public func transmit(_ frame: DemiBuffer, now: Instant) -> Bool {
+        let length = frame.chainCount
+        guard isOpen, length >= 14, length <= maxTransmitFrame else {
+            frame.releaseChain()
+            counters.droppedFrames += 1
+            return false
+        }
+        let m: UnsafeMutableRawPointer
+        if configuration.zeroCopyTransmit, let own = takeOwnMbuf(frame) {
+            m = own
+            zeroCopyTransmits += 1
+        } else {
+            var data: UnsafeMutableRawPointer?
+            guard let fresh = cdpdk_mbuf_alloc(mempool, UInt16(length), &data), var at = data else {
+                frame.releaseChain()
+                counters.droppedFrames += 1
+                return false
+            }
+            var h: UnsafeMutablePointer<BufferHeader>? = frame.header
+            while let c = h {
+                let n = Int(c.pointee.length)
+                at.copyMemory(from: c.pointee.storage.unsafelyUnwrapped + Int(c.pointee.offset), byteCount: n)
+                at += n
+                h = c.pointee.next
+            }
+            frame.releaseChain()
+            m = fresh
+        }
+        pending[pendingCount] = m
+        pendingLengths[pendingCount] = length
+        pendingCount += 1
+        counters.transmittedFrames += 1
+        counters.transmittedBytes += length
+        if pendingCount >= burst { flushPending() }
+        return true
+    }
+
+    /// If `frame` is one wrapped mbuf of this device with no other reference, sets the mbuf's window to the buffer's,
+    /// gives the header back to the pool without freeing the mbuf, and returns the mbuf.
+    @inline(__always)
+    func takeOwnMbuf(_ frame: DemiBuffer) -> UnsafeMutableRawPointer? {
+        let h = frame.header
+        guard h.pointee.next == nil, h.pointee.kind == BufferHeader.Kind.external, h.pointee.refcount == 1,
+              let m = h.pointee.external, let storage = h.pointee.storage,
+              h.pointee.owner == Unmanaged.passUnretained(pool).toOpaque(),
+              cdpdk_mbuf_is_own(m, mempool, storage) != 0
+        else { return nil }
+        cdpdk_mbuf_set_window(m, UInt16(h.pointee.offset), UInt16(h.pointee.length))
+        h.pointee.external = nil      // the hook sees nil and leaves the mbuf to the driver
+        frame.release()
+        ledger.outstanding -= 1
+        return m
+    }
+
+    /// ``PhysicalLayer/flush(now:)``: one `rte_eth_tx_burst` for the frames queued in this pass.
+    public func flush(now: Instant) { flushPending() }
+
+    /// Sends the queued frames (see ``flush(now:)``).
+    public func flush() { flushPending() }
+
+    @usableFromInline
+    func flushPending() {
+        guard pendingCount > 0 else { return }
+        guard isOpen else { return }
+        var sent = 0
+        var idle = 0
+        while sent < pendingCount && idle < 4 {
+            let k = Int(cdpdk_tx_burst(port, 0, pending + sent, UInt16(pendingCount - sent)))
+            transmitBursts += 1
+            sent += k
+            idle = k == 0 ? idle + 1 : 0
+        }
+        if sent < pendingCount {
+            let unsent = pendingCount - sent
+            for i in sent..<pendingCount { counters.transmittedBytes -= pendingLengths[i] }
+            cdpdk_mbuf_free_bulk(pending + sent, UInt32(unsent))
+            counters.transmittedFrames -= unsent
+            counters.droppedFrames += unsent
+        }
+        pendingCount = 0
+    }
+}
+#endif
