@@ -34,6 +34,8 @@ let package = Package(
     traits: [
         /// AF_XDP (DemiXDP.XDPSocketDevice) through libxdp: needs `apt-get install libxdp-dev libbpf-dev`.
         .trait(name: "AFXDP", description: "AF_XDP device through libxdp/libbpf (libxdp-dev, libbpf-dev)"),
+        /// DPDK (DemiDPDK.DPDKDevice, catnip's device) through a C shim: needs `apt-get install libdpdk-dev` (22.11).
+        .trait(name: "DPDK", description: "DPDK device through the CDPDK shim (libdpdk-dev 22.11)"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -120,6 +122,27 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // MARK: - DPDK (trait DPDK; without it CDPDK and DemiDPDK compile to nothing and DPDK is not needed)
+        // Debian's libdpdk.pc does not parse in SwiftPM and its `-include`/`-march` flags are prohibited, so the shim
+        // (only it) gets DPDK's include paths, -march and libraries here; its header includes no DPDK header.
+        .target(
+            name: "CDPDK",
+            cSettings: [
+                .define("DEMI_DPDK", .when(traits: ["DPDK"])),
+                .unsafeFlags(["-I/usr/include/dpdk", "-I/usr/include/x86_64-linux-gnu/dpdk", "-march=corei7"],
+                             .when(traits: ["DPDK"])),
+            ],
+            linkerSettings: ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_kvargs"].map {
+                .linkedLibrary($0, .when(traits: ["DPDK"]))
+            }
+        ),
+        .target(
+            name: "DemiDPDK",
+            dependencies: ["DemiCore", "DemiBuffers", "DemiDevices",
+                           .target(name: "CDPDK", condition: .when(traits: ["DPDK"]))],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: - Tests
         .target(name: "CAllocCounter", path: "Tests/CAllocCounter"),
         .testTarget(name: "DemiCoreTests", dependencies: ["DemiCore"], swiftSettings: swiftSettings),
@@ -132,6 +155,8 @@ let package = Package(
         .testTarget(name: "DemiDevicesTests", dependencies: ["DemiDevices", "DemiWire", "TestHostFixture"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "DemiXDPTests", dependencies: ["DemiXDP", "DemiDevices", "DemiWire", "TestHostFixture"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "DemiDPDKTests", dependencies: ["DemiDPDK", "DemiDevices", "DemiWire", "TestHostFixture"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "DemiInetTests", dependencies: ["DemiInet", "DemiStackLibOS", "TestHostFixture"],
                     swiftSettings: swiftSettings),
