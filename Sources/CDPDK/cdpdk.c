@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <rte_bus.h>
 #include <rte_dev.h>
 #include <rte_eal.h>
@@ -24,6 +27,24 @@ int cdpdk_eal_init(int argc, char **argv) {
     int e = rte_errno;
     if (saved == 0) pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
     return r < 0 ? -(e ? e : EINVAL) : r;
+}
+
+static char runtime_dir[PATH_MAX];
+
+static void remove_runtime_dir(void) {
+    if (runtime_dir[0] == 0 || rmdir(runtime_dir) != 0) return;
+    char *slash = strrchr(runtime_dir, '/');
+    if (slash != NULL && slash != runtime_dir) {
+        *slash = 0;
+        rmdir(runtime_dir);
+    }
+}
+
+void cdpdk_remove_runtime_dir_at_exit(void) {
+    const char *dir = rte_eal_get_runtime_dir();
+    if (dir == NULL || dir[0] == 0 || runtime_dir[0] != 0) return;
+    snprintf(runtime_dir, sizeof(runtime_dir), "%s", dir);
+    atexit(remove_runtime_dir);
 }
 
 int cdpdk_errno(void) { return rte_errno; }

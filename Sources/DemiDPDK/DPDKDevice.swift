@@ -57,7 +57,9 @@ public enum DPDKError: Error, Hashable, CustomStringConvertible {
 /// by the kernel. Virtual devices given as `--vdev` are probed by `rte_eal_init` on the calling thread, so a
 /// `net_af_packet` vdev's interface is looked up in **the calling thread's network namespace**; the same holds for
 /// ``attach(_:)``. (Threads the EAL starts stay in that namespace, which keeps it alive until the process exits.)
-/// The calling thread's CPU affinity is restored after `rte_eal_init` (which pins it to its first lcore).
+/// The calling thread's CPU affinity is restored after `rte_eal_init` (which pins it to its first lcore). The EAL's
+/// runtime directory (`/var/run/dpdk/<file-prefix>`, left empty with `--no-shconf` or `--in-memory`) is removed at
+/// exit if it is still empty then.
 public enum DPDKEnvironment {
     struct State {
         var arguments: [String]?
@@ -92,6 +94,7 @@ public enum DPDKEnvironment {
                 throw e
             }
             s.arguments = arguments
+            cdpdk_remove_runtime_dir_at_exit()
         }
     }
 

@@ -1,5 +1,338 @@
 import Testing
 
+#if !DPDK
+/// Built without the `DPDK` trait: the DPDK device is not compiled in.
 @Suite struct DPDKDeviceTests {
-    @Test func placeholder() {}
+    @Test func skippedWithoutTrait() {
+        print("DPDKDeviceTests: skipped: built without the DPDK trait (swift test --traits DPDK, needs libdpdk-dev)")
+    }
 }
+#else
+import CDemiLinux
+import DemiBuffers
+import DemiCore
+import DemiDevices
+import DemiDPDK
+import DemiWire
+import Foundation
+import TestHostFixture
+
+/// DPDK device tests: DPDK's `net_af_packet` virtual device on `veth0` of namespace a of a ``TestHosts`` pair, against
+/// the kernel in namespace b and against AF_PACKET devices there. Without root (or `ip netns`) they print why and
+/// pass, unless `DEMI_REQUIRE_ALL_SUITES=1`, when they fail.
+///
+/// The EAL is initialised once per process: the first test to run calls `rte_eal_init` on a thread inside namespace
+/// a, with `--vdev=net_af_packet0,iface=veth0` among its arguments (upstream's way); later tests hot-plug a vdev with
+/// a fresh name (`rte_dev_probe`), again from inside their namespace a. Every device is closed (its vdev removed)
+/// before its namespaces are.
+@Suite(.serialized) struct DPDKDeviceTests {
+    static let testEtherType: UInt16 = 0x88B5
+
+    func hosts(_ test: String = #function) throws -> TestHosts? {
+        let h = try TestHosts.create()
+        if h == nil { print("DPDKDeviceTests.\(test): skipped (see above)") }
+        return h
+    }
+
+    /// Opens a DPDK device on `veth0` in namespace a: EAL start-up with the vdev the first time, hot-plug afterwards.
+    func openDPDK(_ h: TestHosts, _ pool: BufferPool) throws -> DPDKDevice {
+        try h.withNamespace(.a) { () throws -> DPDKDevice in
+            if !DPDKEnvironment.isInitialized {
+                let huge = DPDKEnvironment.hugepagesAvailable()
+                let args = DPDKEnvironment.defaultArguments(vdev: "net_af_packet0,iface=\(h.interface)", hugepages: huge)
+                print("DPDKDeviceTests: rte_eal_init \(args.joined(separator: " "))")
+                return try DPDKDevice(ealArguments: args, pool: pool)
+            }
+            let name = DPDKEnvironment.uniqueDeviceName()
+            return try DPDKDevice(attaching: "\(name),iface=\(h.interface)", pool: pool)
+        }
+    }
+
+    func openPacket(_ h: TestHosts, _ host: TestHosts.Host, _ pool: BufferPool) throws -> PacketSocketDevice {
+        try h.withNamespace(host) { try PacketSocketDevice(interface: h.interface, pool: pool) }
+    }
+
+    func mac(_ b: [UInt8]) -> MACAddress { MACAddress(b[0], b[1], b[2], b[3], b[4], b[5]) }
+
+    /// Polls `device` until `match` accepts a frame (returning its bytes) or `seconds` pass. Other frames are dropped.
+    func awaitFrame(_ device: some PhysicalLayer, seconds: Double = 2, _ match: ([UInt8]) -> Bool) -> [UInt8]? {
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
+        defer { out.deallocate() }
+        let deadline = Instant.now().rawValue + Int64(seconds * 1e9)
+        while Instant.now().rawValue < deadline {
+            let n = device.receive(into: out, capacity: 32, now: .now())
+            var found: [UInt8]?
+            for i in 0..<n {
+                let bytes = out[i].array
+                out[i].release()
+                if found == nil && match(bytes) { found = bytes }
+            }
+            if let found { return found }
+            if n == 0 { usleep(50) }
+        }
+        return nil
+    }
+
+    /// The test frame with sequence number `i`: our EtherType, then the sequence number, then a pattern.
+    func testFrame(_ i: Int, from: MACAddress, to: MACAddress) -> [UInt8] {
+        let length = 60 + (i * 37) % (1514 - 60 + 1)
+        var f = [UInt8](repeating: 0, count: length)
+        f.withUnsafeMutableBytes { b in
+            EthernetHeader(destination: to, source: from, etherType: Self.testEtherType).emit(b)
+            b.storeBytes(of: UInt32(i).bigEndian, toByteOffset: 14, as: UInt32.self)
+        }
+        for j in 18..<length { f[j] = UInt8(truncatingIfNeeded: i &+ j) }
+        return f
+    }
+
+    func isTestFrame(_ b: [UInt8]) -> Bool { b.count >= 18 && b[12] == 0x88 && b[13] == 0xB5 }
+
+    @Test func arpRequestGetsTheKernelsReply() throws {
+        guard let h = try hosts() else { return }
+        let pool = BufferPool()
+        let dev = try openDPDK(h, pool)
+        defer {
+            try? h.withNamespace(.a) { dev.close() }
+            h.destroy()
+        }
+        let inUseAtStart = dev.mempoolInUse
+        #expect(dev.driverName == "net_af_packet")
+        #expect(dev.macAddress == mac(h.ourMAC))
+        #expect(dev.capabilities.mtu == 1500 && dev.capabilities.maxBurst == 32)
+        #expect(dev.capabilities.receiveOffload.isEmpty && dev.capabilities.transmitOffload.isEmpty)
+        #expect(dev.link?.up == true)
+        print("DPDK port \(dev.port) \(dev.deviceName) (\(dev.driverName)): MAC \(dev.macAddress), MTU \(dev.capabilities.mtu), "
+            + "link \(dev.link.map { "\($0.up ? "up" : "down") \($0.speedMbps) Mb/s" } ?? "?"), reported offloads rx "
+            + "0x\(String(dev.reportedOffloads.receiveBits, radix: 16)) tx 0x\(String(dev.reportedOffloads.transmitBits, radix: 16)), "
+            + "mempool \(dev.mempoolAvailable) free")
+
+        // The EAL is up once per process: a second start-up is refused, and so is a second device on the same port.
+        let args = DPDKEnvironment.arguments ?? []
+        #expect(throws: DPDKError.ealAlreadyInitialized(arguments: args)) {
+            try DPDKEnvironment.initialize(arguments: DPDKEnvironment.defaultArguments())
+        }
+        #expect(throws: DPDKError.portInUse(dev.port)) { _ = try DPDKDevice(port: dev.port, pool: BufferPool()) }
+        #expect(throws: DPDKError.self) {
+            try h.withNamespace(.a) { _ = try DPDKDevice(attaching: "\(DPDKEnvironment.uniqueDeviceName()),iface=nosuch0", pool: BufferPool()) }
+        }
+
+        let ours = IPv4Address(h.ourIP)!, peer = IPv4Address(h.peerIP)!
+        let request = pool.allocate(size: ARPPacket.length)!
+        ARPPacket(operation: .request, senderMAC: dev.macAddress, senderIP: ours, targetMAC: .zero, targetIP: peer)
+            .emit(request.bytes)
+        #expect(EthernetHeader(destination: .broadcast, source: dev.macAddress, etherType: EtherType.arp)
+            .emit(prependingTo: request))
+        #expect(dev.transmit(request, now: .now()))
+        #expect(dev.pendingTransmit == 1)
+        func endOfPass(_ d: some PhysicalLayer) { d.flush(now: .now()) }   // as the stack does, generically
+        endOfPass(dev)
+        #expect(dev.pendingTransmit == 0)
+
+        // Receive zero-copy: the frame is the mbuf's data, wrapped.
+        var kinds: Set<UInt8> = []
+        var headrooms: Set<Int> = []
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
+        defer { out.deallocate() }
+        var reply: [UInt8]?
+        let deadline = Instant.now().rawValue + 2_000_000_000
+        while reply == nil && Instant.now().rawValue < deadline {
+            let n = dev.receive(into: out, capacity: 32, now: .now())
+            for i in 0..<n {
+                kinds.insert(out[i].header.pointee.kind)
+                headrooms.insert(out[i].headroom)
+                #expect(dev.wrappedMbufs >= 1)
+                let bytes = out[i].array
+                out[i].release()
+                let isReply = bytes.withUnsafeBytes { raw -> Bool in
+                    guard let (eth, k) = try? EthernetHeader.parse(raw), eth.etherType == EtherType.arp,
+                          let arp = try? ARPPacket.parse(UnsafeRawBufferPointer(rebasing: raw[k...])) else { return false }
+                    return arp.operation == .reply
+                }
+                if isReply { reply = bytes }
+            }
+            if n == 0 { usleep(50) }
+        }
+        let bytes = try #require(reply, "no ARP reply from \(h.peerIP) within 2 s")
+        try bytes.withUnsafeBytes { raw in
+            let (eth, n) = try EthernetHeader.parse(raw)
+            let arp = try ARPPacket.parse(UnsafeRawBufferPointer(rebasing: raw[n...]))
+            #expect(eth.destination == dev.macAddress && eth.source == mac(h.peerMAC))
+            #expect(arp.senderIP == peer && arp.senderMAC == mac(h.peerMAC))
+            #expect(arp.targetIP == ours && arp.targetMAC == dev.macAddress)
+        }
+        #expect(kinds == [BufferHeader.Kind.external])
+        #expect(headrooms == [128])
+        let s = dev.statistics
+        #expect(s.transmittedFrames == 1 && s.transmittedBytes == 42 && s.receivedFrames >= 1 && s.droppedFrames == 0)
+        #expect(pool.buffersInUse == 0 && dev.wrappedMbufs == 0)
+        #expect(dev.mempoolInUse == inUseAtStart)
+    }
+
+    @Test func burstOfAThousandFramesEachWayIntactAndEveryMbufReturned() throws {
+        guard let h = try hosts() else { return }
+        let poolA = BufferPool(), poolB = BufferPool()
+        let a = try openDPDK(h, poolA)
+        defer {
+            try? h.withNamespace(.a) { a.close() }
+            h.destroy()
+        }
+        let b = try openPacket(h, .b, poolB)
+        let inUseAtStart = a.mempoolInUse
+        let count = 1000
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 64)
+        defer { out.deallocate() }
+
+        // a (DPDK) -> b (AF_PACKET): every tenth frame a two-segment chain; copied into mbufs.
+        let sent = (0..<count).map { testFrame($0, from: a.macAddress, to: b.macAddress) }
+        let t0 = Instant.now()
+        for i in 0..<count {
+            let bytes = sent[i]
+            let head: DemiBuffer
+            if i % 10 == 0 {
+                head = poolA.allocate(size: 14)!
+                let tail = poolA.allocate(size: bytes.count - 14)!
+                bytes.withUnsafeBytes { _ = head.write(UnsafeRawBufferPointer(rebasing: $0[0..<14])) }
+                bytes.withUnsafeBytes { _ = tail.write(UnsafeRawBufferPointer(rebasing: $0[14...])) }
+                head.header.pointee.next = tail.header
+            } else {
+                head = poolA.allocate(size: bytes.count)!
+                bytes.withUnsafeBytes { _ = head.write($0) }
+            }
+            #expect(a.transmit(head, now: .now()))
+        }
+        a.flush()
+        let t1 = Instant.now()
+        var received: [[UInt8]] = []
+        var deadline = Instant.now().rawValue + 3_000_000_000
+        while received.count < count && Instant.now().rawValue < deadline {
+            let n = b.receive(into: out, capacity: 64, now: .now())
+            for i in 0..<n {
+                let bytes = out[i].array
+                out[i].release()
+                if isTestFrame(bytes) { received.append(bytes) }
+            }
+            if n == 0 { usleep(20) }
+        }
+        #expect(received.count == count)
+        #expect(received == sent, "frames differ or are out of order")
+        let sa = a.statistics
+        #expect(sa.transmittedFrames == count && sa.droppedFrames == 0)
+        #expect(poolA.buffersInUse == 0 && poolB.buffersInUse == 0)
+        #expect(a.mempoolInUse == inUseAtStart, "every mbuf sent is back in the mempool")
+        print("DPDK burst: \(count) frames (60-1514 B) DPDK a -> AF_PACKET b, allocate + copy into mbufs + transmit "
+            + "\(String(format: "%.2f", Double(t1.rawValue - t0.rawValue) / 1000 / Double(count))) us/frame (debug build), "
+            + "\(a.transmitBursts) tx bursts")
+
+        // b (AF_PACKET) -> a (DPDK): received zero-copy; all 1000 held at once, then released.
+        let back = (0..<count).map { testFrame($0 + count, from: b.macAddress, to: a.macAddress) }
+        var held: [DemiBuffer] = []
+        held.reserveCapacity(count)
+        deadline = Instant.now().rawValue + 3_000_000_000
+        var next = 0
+        while held.count < count && Instant.now().rawValue < deadline {
+            // 32 at a time (the DPDK vdev's RX ring holds 512 frames), reading in between.
+            while next < count && next - held.count < 256 {
+                let bytes = back[next]
+                let f = poolB.allocate(size: bytes.count)!
+                bytes.withUnsafeBytes { _ = f.write($0) }
+                #expect(b.transmit(f, now: .now()))
+                next += 1
+                if next % 32 == 0 { break }
+            }
+            b.flush()
+            let n = a.receive(into: out, capacity: 64, now: .now())
+            for i in 0..<n {
+                if isTestFrame(out[i].array) { held.append(out[i]) } else { out[i].release() }
+            }
+        }
+        #expect(held.count == count)
+        #expect(held.map(\.array) == back, "frames differ or are out of order")
+        #expect(held.allSatisfy { $0.header.pointee.kind == BufferHeader.Kind.external })
+        #expect(a.wrappedMbufs == held.count)
+        #expect(a.mempoolInUse >= inUseAtStart + held.count)
+        for f in held { f.release() }
+        #expect(a.wrappedMbufs == 0)
+        #expect(poolA.buffersInUse == 0 && poolB.buffersInUse == 0)
+        #expect(a.mempoolInUse == inUseAtStart, "every received mbuf is back in the mempool")
+        #expect(a.statistics.droppedFrames == 0 && a.statistics.receivedFrames >= count)
+    }
+
+    /// Round trips of a 64-byte frame on one thread, all in one run: DPDK a -> AF_PACKET b -> DPDK a (b echoes),
+    /// AF_PACKET b -> DPDK a -> AF_PACKET b (a echoes the received mbuf zero-copy), and, after the DPDK device is
+    /// closed, AF_PACKET a -> AF_PACKET b -> AF_PACKET a as the baseline. Prints p50 and p99.
+    @Test func pingPongLatency() throws {
+        guard let h = try hosts() else { return }
+        let rounds = 2000, warmup = 100
+        let poolA = BufferPool(), poolB = BufferPool(), poolC = BufferPool()
+        let dpdk = try openDPDK(h, poolA)
+        defer {
+            try? h.withNamespace(.a) { dpdk.close() }
+            h.destroy()
+        }
+        let b = try openPacket(h, .b, poolB)
+        let inUseAtStart = dpdk.mempoolInUse
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 1)
+        defer { out.deallocate() }
+
+        func bounce(_ d: some PhysicalLayer, deadline: Int64) -> DemiBuffer? {
+            while Instant.now().rawValue < deadline {
+                if d.receive(into: out, capacity: 1, now: .zero) == 1 {
+                    if out[0].count == 64 && out[0].bytes[12] == 0x88 { return out[0] }
+                    out[0].release()
+                }
+            }
+            return nil
+        }
+        /// `x` sends a fresh frame, `y` echoes it back (MACs swapped in place, the same buffer), `x` receives it.
+        func run(_ x: some PhysicalLayer, _ xPool: BufferPool, _ y: some PhysicalLayer, frame: [UInt8]) -> [Int64] {
+            var rtts: [Int64] = []
+            rtts.reserveCapacity(rounds + warmup)
+            for _ in 0..<(rounds + warmup) {
+                let t0 = Instant.now().rawValue
+                let f = xPool.allocate(size: 64)!
+                frame.withUnsafeBytes { _ = f.write($0) }
+                x.transmit(f, now: .zero)
+                x.flush(now: .zero)
+                guard let got = bounce(y, deadline: t0 + 1_000_000_000) else { break }
+                let p = got.bytes
+                for j in 0..<6 { p.swapAt(j, j + 6) }
+                y.transmit(got, now: .zero)
+                y.flush(now: .zero)
+                guard let back = bounce(x, deadline: t0 + 1_000_000_000) else { break }
+                back.release()
+                rtts.append(Instant.now().rawValue - t0)
+            }
+            return rtts
+        }
+        func percentiles(_ xs: [Int64]) -> String {
+            let s = xs.dropFirst(warmup).sorted()
+            guard !s.isEmpty else { return "n/a" }
+            let p = { (q: Double) in String(format: "%.1f", Double(s[min(s.count - 1, Int(Double(s.count) * q))]) / 1000) }
+            return "p50 \(p(0.5)) us, p99 \(p(0.99)) us"
+        }
+
+        let toB = testFrame(0, from: dpdk.macAddress, to: b.macAddress).prefix(64).map { $0 }
+        let dpdkFirst = run(dpdk, poolA, b, frame: toB)
+        let zeroCopyBefore = dpdk.zeroCopyTransmits
+        let toA = testFrame(0, from: b.macAddress, to: dpdk.macAddress).prefix(64).map { $0 }
+        let dpdkEchoes = run(b, poolB, dpdk, frame: toA)
+        #expect(dpdkFirst.count == rounds + warmup && dpdkEchoes.count == rounds + warmup)
+        #expect(dpdk.zeroCopyTransmits - zeroCopyBefore == dpdkEchoes.count, "echoed mbufs are sent without a copy")
+        #expect(poolA.buffersInUse == 0 && poolB.buffersInUse == 0 && dpdk.wrappedMbufs == 0)
+        #expect(dpdk.mempoolInUse == inUseAtStart)
+        #expect(dpdk.statistics.droppedFrames == 0)
+
+        // Baseline in the same run: AF_PACKET on a's veth0 instead of DPDK.
+        try h.withNamespace(.a) { dpdk.close() }
+        let c = try openPacket(h, .a, poolC)
+        let packetOnly = run(c, poolC, b, frame: toB)
+        #expect(packetOnly.count == rounds + warmup)
+        #expect(poolC.buffersInUse == 0 && poolB.buffersInUse == 0)
+
+        print("DPDK ping-pong (64 B, one thread, \(rounds) rounds, debug build unless -c release): "
+            + "DPDK net_af_packet a -> AF_PACKET b echo: \(percentiles(dpdkFirst)); "
+            + "AF_PACKET b -> DPDK a echo (zero-copy): \(percentiles(dpdkEchoes)); "
+            + "AF_PACKET a -> AF_PACKET b echo: \(percentiles(packetOnly))")
+    }
+}
+#endif

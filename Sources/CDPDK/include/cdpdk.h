@@ -17,6 +17,9 @@ extern "C" {
 /// rte_eal_init with the calling thread's CPU affinity restored afterwards (the EAL pins its main thread to the
 /// first lcore). argv[0] is the program name. Returns the number of arguments parsed, or -rte_errno.
 int cdpdk_eal_init(int argc, char **argv);
+/// Removes the EAL's runtime directory (`/var/run/dpdk/<file-prefix>`) and its parent at process exit, if they are
+/// empty then (with `--no-shconf` or `--in-memory` the EAL leaves them empty). Call once, after a successful init.
+void cdpdk_remove_runtime_dir_at_exit(void);
 /// rte_errno of the calling thread, and its text.
 int cdpdk_errno(void);
 const char *cdpdk_strerror(int error);
