@@ -26,9 +26,18 @@ static int cdemi_xdp_print_stderr(enum libxdp_print_level level, const char *for
     if (level > LIBXDP_WARN) return 0;
     return vfprintf(stderr, format, ap);
 }
-/* Silences libxdp's messages (1) or prints its warnings to stderr (0). */
+static int cdemi_bpf_print_none(enum libbpf_print_level level, const char *format, va_list ap) {
+    (void)level; (void)format; (void)ap;
+    return 0;
+}
+static int cdemi_bpf_print_stderr(enum libbpf_print_level level, const char *format, va_list ap) {
+    if (level > LIBBPF_WARN) return 0;
+    return vfprintf(stderr, format, ap);
+}
+/* Silences libxdp's and libbpf's messages (1) or prints their warnings to stderr (0). */
 static inline void cdemi_xdp_set_quiet(int quiet) {
     libxdp_set_print(quiet ? cdemi_xdp_print_none : cdemi_xdp_print_stderr);
+    libbpf_set_print(quiet ? cdemi_bpf_print_none : cdemi_bpf_print_stderr);
 }
 
 /* Copy-mode TX runs inside sendmsg: a zero-length non-blocking sendto kicks the kernel (about 32 frames per call). */

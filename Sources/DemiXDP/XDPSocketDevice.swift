@@ -82,8 +82,9 @@ public final class XDPSocketDevice: PhysicalLayer {
         public var needWakeup = true
         /// How long to retry a bind that fails with `EBUSY`.
         public var bindRetrySeconds = 2.0
-        /// Silences libxdp's messages (such as "No bpffs found": libxdp then attaches its program without the
-        /// dispatcher, which is fine for one socket per interface). False prints its warnings to stderr.
+        /// Silences libxdp's and libbpf's messages (such as "No bpffs found": libxdp then attaches its program
+        /// without the dispatcher, which is fine for one socket per interface). False prints their warnings to
+        /// stderr. Process-wide.
         public var quiet = true
         public init() {}
     }
@@ -104,6 +105,9 @@ public final class XDPSocketDevice: PhysicalLayer {
     /// `EBUSY` binds retried before the socket came up.
     public let bindRetries: Int
 
+    /// The network namespace the socket was made in (libxdp detaches the XDP program by interface index, over
+    /// netlink, in the calling thread's namespace, so ``close()`` goes back there).
+    let namespaceFD: Int32
     @usableFromInline let frames: UnsafeMutablePointer<XDPFrames>
     @usableFromInline let rxRing: UnsafeMutablePointer<xsk_ring_cons>
     @usableFromInline let txRing: UnsafeMutablePointer<xsk_ring_prod>
@@ -149,11 +153,13 @@ public final class XDPSocketDevice: PhysicalLayer {
         let ifMTU = Int(cdemi_if_mtu(interface))
         guard ifMTU > 0 else { throw Errno(rawValue: errno) }
 
+        let ns = cdemi_netns_open("/proc/thread-self/ns/net")
+        guard ns >= 0 else { throw Errno(rawValue: errno) }
         cdemi_xdp_set_quiet(c.quiet ? 1 : 0)
         let size = c.frameCount * c.frameSize
         guard let mem = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0),
               mem != MAP_FAILED
-        else { throw Errno(rawValue: errno) }
+        else { let e = Errno(rawValue: errno); _ = cdemi_close(ns); throw e }
 
         let f = UnsafeMutablePointer<XDPFrames>.allocate(capacity: 1)
         f.initialize(to: XDPFrames(
@@ -221,6 +227,7 @@ public final class XDPSocketDevice: PhysicalLayer {
             rx.deallocate()
             tx.deallocate()
             munmap(mem, size)
+            _ = cdemi_close(ns)
             throw failure
         }
 
@@ -242,6 +249,7 @@ public final class XDPSocketDevice: PhysicalLayer {
         kickThreshold = max(1, c.kickThreshold ?? c.maxBurst)
         needWakeup = c.needWakeup
         bindRetries = retries
+        namespaceFD = ns
         let fd = xsk_socket__fd(xsk)
         fileDescriptor = fd
         var options: UInt32 = 0
@@ -265,7 +273,8 @@ public final class XDPSocketDevice: PhysicalLayer {
     public func close() {
         guard let xsk = socket else { return }
         flush()
-        xsk_socket__delete(xsk)
+        withOwnNamespace { xsk_socket__delete(xsk) }
+        _ = cdemi_close(namespaceFD)
         socket = nil
         fileDescriptor = -1
         if frames.pointee.wrapped == 0 {
@@ -278,6 +287,23 @@ public final class XDPSocketDevice: PhysicalLayer {
 
     public var isOpen: Bool { socket != nil }
 
+    /// Runs `body` in the socket's network namespace (switching the calling thread there and back if needed).
+    func withOwnNamespace(_ body: () -> Void) {
+        func inode(_ fd: Int32) -> (UInt64, UInt64)? {
+            var st = stat()
+            return fstat(fd, &st) == 0 ? (UInt64(st.st_dev), UInt64(st.st_ino)) : nil
+        }
+        let current = cdemi_netns_open("/proc/thread-self/ns/net")
+        defer { if current >= 0 { _ = cdemi_close(current) } }
+        guard current >= 0, let here = inode(current), let there = inode(namespaceFD), here != there,
+              cdemi_setns_net(namespaceFD) == 0
+        else { return body() }
+        body()
+        if cdemi_setns_net(current) != 0 {
+            fatalError("XDPSocketDevice: cannot switch the thread back to its network namespace: errno \(errno)")
+        }
+    }
+
     /// Received buffers not yet released (UMEM frames the application holds).
     public var heldFrames: Int { isOpen ? frames.pointee.wrapped : -1 }
     /// UMEM frames on the free stack (neither in a ring, nor in flight, nor held).
@@ -285,18 +311,37 @@ public final class XDPSocketDevice: PhysicalLayer {
     /// Frames given to the kernel for receiving (fill ring plus RX ring).
     public var receiveFramesInKernel: Int { kernelReceiveFrames }
 
-    /// The kernel's XDP socket statistics (`XDP_STATISTICS`), nil when closed or on error.
-    public var kernelStatistics: xdp_statistics? {
+    /// The kernel's counters for an XDP socket (`XDP_STATISTICS`).
+    public struct KernelStatistics: Sendable, Hashable {
+        /// Frames dropped for reasons other than a full ring (too long for a frame, for example).
+        public var receiveDropped: UInt64
+        /// Frames dropped because the RX ring was full (the application did not receive in time).
+        public var receiveRingFull: UInt64
+        /// Times a frame arrived with the fill ring empty (every UMEM frame held or in the RX ring).
+        public var fillRingEmpty: UInt64
+        /// Descriptors with a bad address or length on the RX / TX ring.
+        public var receiveInvalidDescriptors: UInt64
+        public var transmitInvalidDescriptors: UInt64
+        /// Times the TX ring was empty when the kernel was kicked.
+        public var transmitRingEmpty: UInt64
+    }
+
+    /// The kernel's XDP socket statistics, nil when closed or on error.
+    public var kernelStatistics: KernelStatistics? {
         guard fileDescriptor >= 0 else { return nil }
         var s = xdp_statistics()
-        return cdemi_xdp_statistics(fileDescriptor, &s) == 0 ? s : nil
+        guard cdemi_xdp_statistics(fileDescriptor, &s) == 0 else { return nil }
+        return KernelStatistics(receiveDropped: s.rx_dropped, receiveRingFull: s.rx_ring_full,
+                                fillRingEmpty: s.rx_fill_ring_empty_descs,
+                                receiveInvalidDescriptors: s.rx_invalid_descs,
+                                transmitInvalidDescriptors: s.tx_invalid_descs, transmitRingEmpty: s.tx_ring_empty_descs)
     }
 
     /// Counters; `droppedFrames` includes the kernel's drops (`rx_dropped`, `rx_ring_full`, `tx_invalid_descs`).
     public var statistics: DeviceStatistics {
         var s = counters
         if let k = kernelStatistics {
-            s.droppedFrames += Int(k.rx_dropped) + Int(k.rx_ring_full) + Int(k.tx_invalid_descs)
+            s.droppedFrames += Int(k.receiveDropped + k.receiveRingFull + k.transmitInvalidDescriptors)
         }
         return s
     }
