@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The datapath regression check: instructions per operation of each hot path (valgrind's callgrind counts
+# instructions, not time, so the figure is repeatable whatever else the machine is doing), against the limits in
+# benchmarks/hotpath-limits.txt. Fails if any path costs more than its limit.
+#
+#   scripts/check-hotpaths.sh            check
+#   scripts/check-hotpaths.sh --update   rewrite the limits: current counts plus 25% headroom
+#
+# Each path runs N1 and N2 iterations (demi-hotpaths PATH N); the difference divided by N2-N1 removes start-up
+# costs. Needs valgrind; skips without it (fails with DEMI_REQUIRE_ALL_SUITES=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+limits=benchmarks/hotpath-limits.txt
+if ! command -v valgrind >/dev/null; then
+    if [ "${DEMI_REQUIRE_ALL_SUITES:-}" = 1 ]; then echo "hotpaths: valgrind is required but missing" >&2; exit 1; fi
+    echo "hotpaths: skipped (valgrind not installed)"
+    exit 0
+fi
+swift build -c release --product demi-hotpaths >/dev/null
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cp .build/release/demi-hotpaths "$dir/"
+strip --strip-debug "$dir/demi-hotpaths" 2>/dev/null || true  # valgrind cannot read the DWARF of this toolchain
+
+count() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$dir/demi-hotpaths" "$1" "$2" 2>&1 \
+        | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+}
+
+paths=(operation buffer udp-echo tcp-echo tcp-bulk)
+declare -A per
+for p in "${paths[@]}"; do
+    case $p in operation|buffer) n1=10000 n2=110000;; *) n1=500 n2=2500;; esac
+    a=$(count "$p" $n1) b=$(count "$p" $n2)
+    [ -n "$a" ] && [ -n "$b" ] || { echo "hotpaths: $p did not run under callgrind" >&2; exit 1; }
+    per[$p]=$(( (b - a) / (n2 - n1) ))
+done
+
+if [ "${1:-}" = --update ]; then
+    {
+        echo "# Instructions per operation allowed on each hot path (scripts/check-hotpaths.sh; limits = measured + 25%)."
+        echo "# Measured $(date -u '+%Y-%m-%d') with $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*\).*/Swift \1/')."
+        echo "# operation: spawn + complete + take; buffer: allocate + release 64 B; udp-echo, tcp-echo: one 64-byte round"
+        echo "# trip between two user-space stacks over the in-memory link (4 I/Os, both stacks' polling included);"
+        echo "# tcp-bulk: one 1448-byte segment pushed, sent, received and popped."
+        for p in "${paths[@]}"; do echo "$p $(( per[$p] * 5 / 4 ))  # measured ${per[$p]}"; done
+    } > "$limits"
+    cat "$limits"
+    exit 0
+fi
+
+fail=0
+for p in "${paths[@]}"; do
+    limit=$(awk -v p="$p" '$1 == p { print $2 }' "$limits")
+    if [ -z "$limit" ]; then echo "hotpaths: no limit for $p in $limits" >&2; fail=1; continue; fi
+    status=ok
+    if [ "${per[$p]}" -gt "$limit" ]; then status="OVER"; fail=1; fi
+    printf 'hotpaths: %-10s %8d instructions/op (limit %d) %s\n' "$p" "${per[$p]}" "$limit" "$status"
+done
+exit $fail
