@@ -7,6 +7,8 @@
 #   scripts/testhosts.sh exec NAME a|b CMD...      run a command in a namespace
 #   scripts/testhosts.sh impair NAME a|b "loss 5%" random loss on veth0's ingress in that namespace (nftables)
 #   scripts/testhosts.sh impair NAME a|b clear     remove the impairment
+#   scripts/testhosts.sh bridged NAME [SUBNET_INDEX]  three namespaces NAME-a <-> NAME-m <-> NAME-b (see below)
+#   scripts/testhosts.sh kbridge NAME on|off       join (or part) NAME-m's two ends with a kernel bridge: a clean link
 #
 # Layout: NAME-b's veth0 has 198.18.N.2/24 (the kernel peer). NAME-a's veth0 has NO address: the user-space stack
 # owns 198.18.N.1 there, so the kernel in NAME-a must not answer ARP or TCP for it. No default route anywhere.
@@ -14,18 +16,24 @@
 # partially checksummed frames to AF_PACKET and marks received frames "checksum verified" for the peer kernel.
 # IPv6 is disabled on both ends (no router solicitations or DAD frames in captures).
 #
+# Bridged layout (Tests/TestHostFixture/BridgedHosts.swift): NAME-a veth0 (no address) <-> vma in NAME-m, vmb in
+# NAME-m <-> veth0 in NAME-b (198.18.N.2/24). NAME-m has no addresses and its two ends are promiscuous: nothing
+# crosses until a bridge runs there, either the user-space ImpairmentBridge (the tests' startBridge: loss,
+# duplication, reordering, corruption, delay, jitter, rate) or, for a clean link, `kbridge NAME on`. `exec NAME m`
+# runs a command in the bridge namespace; `down NAME` removes all three.
+#
 # Needs root. Creates the veth pair directly inside the namespaces: nothing is made or touched in the caller's
 # namespace.
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 die() { echo "testhosts: $*" >&2; exit 1; }
 
 [ $# -ge 2 ] || usage
 cmd=$1 name=$2
 shift 2
 case "$name" in *[!A-Za-z0-9_.-]*|'') die "bad NAME '$name' (letters, digits, _ . -)";; esac
-nsa="$name-a" nsb="$name-b"
+nsa="$name-a" nsb="$name-b" nsm="$name-m"
 
 ns_of() {
     case "$1" in a) echo "$nsa";; b) echo "$nsb";; *) die "host must be a or b, not '$1'";; esac
@@ -88,9 +96,80 @@ PY
     echo "checksum offload: $offload"
 }
 
+# Switches TX/RX checksum offload and TSO off on device $2 in namespace $1 (ethtool, else SIOCETHTOOL via python3).
+offload_off() {
+    local ns=$1 dev=$2
+    if command -v ethtool >/dev/null; then
+        ip netns exec "$ns" ethtool -K "$dev" tx off rx off tso off >/dev/null 2>&1 ||
+            echo "testhosts: warning: ethtool -K $dev tx off rx off failed in $ns" >&2
+    elif command -v python3 >/dev/null; then
+        ip netns exec "$ns" python3 - "$dev" <<'PY' || { echo "testhosts: SIOCETHTOOL failed in $ns" >&2; false; }
+import ctypes, fcntl, socket, struct, sys
+dev = sys.argv[1].encode()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for cmd in (0x17, 0x15, 0x1f):                      # tx csum, rx csum, tso: off
+    ev = ctypes.create_string_buffer(struct.pack("II", cmd, 0))
+    fcntl.ioctl(s, 0x8946, struct.pack("16sP", dev, ctypes.addressof(ev)) + b"\0" * 16)
+PY
+    else
+        echo "testhosts: note: neither ethtool nor python3: checksum offload stays ON for $dev in $ns" >&2
+    fi
+}
+
+bridged() {
+    local n=${1:-0}
+    case "$n" in ''|*[!0-9]*) die "SUBNET_INDEX must be 0-255";; esac
+    [ "$n" -le 255 ] || die "SUBNET_INDEX must be 0-255"
+    [ "$(id -u)" = 0 ] || die "needs root"
+    command -v ip >/dev/null || die "no ip command (iproute2)"
+    local ns
+    for ns in "$nsa" "$nsm" "$nsb"; do exists "$ns" && die "$ns exists (run: $0 down $name)"; done
+    trap 'echo "testhosts: setup failed, cleaning up" >&2; down' ERR
+    for ns in "$nsa" "$nsm" "$nsb"; do ip netns add "$ns"; done
+    ip link add veth0 netns "$nsa" type veth peer name vma netns "$nsm"
+    ip link add veth0 netns "$nsb" type veth peer name vmb netns "$nsm"
+    for ns in "$nsa" "$nsm" "$nsb"; do
+        ip netns exec "$ns" sh -c 'for f in /proc/sys/net/ipv6/conf/*/disable_ipv6; do echo 1 > "$f"; done' || true
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$nsm" link set vma promisc on
+    ip -n "$nsm" link set vmb promisc on
+    local pair
+    for pair in "$nsa veth0" "$nsm vma" "$nsm vmb" "$nsb veth0"; do
+        set -- $pair
+        ip -n "$1" link set "$2" up
+        offload_off "$1" "$2"
+    done
+    ip -n "$nsb" addr add "198.18.$n.2/24" dev veth0
+    trap - ERR
+    local maca macb
+    maca=$(ip -n "$nsa" -o link show dev veth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    macb=$(ip -n "$nsb" -o link show dev veth0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+    echo "$nsa veth0 mac $maca ip (none: the user-space stack is 198.18.$n.1)"
+    echo "$nsm vma <-> $nsa, vmb <-> $nsb (no addresses; no path until a bridge runs: kbridge $name on, or an ImpairmentBridge)"
+    echo "$nsb veth0 mac $macb ip 198.18.$n.2/24"
+}
+
+kbridge() {
+    exists "$nsm" || die "no namespace $nsm (run: $0 bridged $name)"
+    case "${1:-}" in
+        on)
+            ip -n "$nsm" link add br0 type bridge 2>/dev/null || true
+            ip netns exec "$nsm" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/br0/disable_ipv6' || true
+            ip -n "$nsm" link set vma master br0
+            ip -n "$nsm" link set vmb master br0
+            ip -n "$nsm" link set br0 up
+            echo "kernel bridge br0 joins vma and vmb in $nsm";;
+        off)
+            ip -n "$nsm" link del br0 2>/dev/null || true
+            echo "kernel bridge removed from $nsm";;
+        *) die "kbridge NAME on|off";;
+    esac
+}
+
 down() {
     local ns
-    for ns in "$nsa" "$nsb"; do
+    for ns in "$nsa" "$nsm" "$nsb"; do
         if exists "$ns"; then ip netns del "$ns"; fi
     done
 }
@@ -134,5 +213,7 @@ case "$cmd" in
         ns=$(ns_of "$1"); shift
         exec ip netns exec "$ns" "$@";;
     impair) impair "$@";;
+    bridged) bridged "$@";;
+    kbridge) kbridge "$@";;
     *) usage;;
 esac
