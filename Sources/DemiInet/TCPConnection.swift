@@ -747,7 +747,8 @@ public struct TCPConnection {
             }
             let congestionRoom = allowance - flight
             let windowRoom = (sendUnacknowledged + sendWindow) - sendNext
-            var length = min(available, sendMSS, windowRoom, congestionRoom)
+            // Two-argument mins: the variadic one builds an array (a heap allocation in unoptimized builds).
+            var length = min(min(available, sendMSS), min(windowRoom, congestionRoom))
             if available > 0 && length <= 0 {
                 // Zero window with nothing in flight: probe (RFC 9293 §3.8.6.1).
                 if windowRoom <= 0 && sendUnacknowledged == sendMax && persistDeadline == nil {
@@ -812,7 +813,7 @@ public struct TCPConnection {
     @discardableResult
     mutating func sendData<S: TCPSegmentSink>(from seq: TCPSequence, length requested: Int, now: Instant,
                                               sink: inout S, retransmission: Bool, fin allowFIN: Bool = false) -> Int {
-        var h = header(sequence: seq, flags: [.ack], now: now)
+        var h = header(sequence: seq, flags: .ack, now: now)
         let room = min(peerMSS, localMSS) - h.options.encodedLength
         let length = max(1, min(requested, room))
         let fin = allowFIN && seq + length == dataEnd
@@ -856,7 +857,7 @@ public struct TCPConnection {
     mutating func sendACK<S: TCPSegmentSink>(now: Instant, sink: inout S) {
         // A pure ACK carries the highest sequence number sent: after a timeout pulled sendNext back, an ACK with the
         // older number would fall left of the peer's window and be dropped.
-        let h = header(sequence: sendMax, flags: [.ack], now: now)
+        let h = header(sequence: sendMax, flags: .ack, now: now)
         emit(h, payload: nil, sink: &sink)
     }
 
@@ -1093,7 +1094,7 @@ public struct TCPConnection {
                 return [.failed, .closed]
             }
             // A probe: an old sequence number draws an ACK.
-            let h = header(sequence: sendUnacknowledged - 1, flags: [.ack], now: now)
+            let h = header(sequence: sendUnacknowledged - 1, flags: .ack, now: now)
             emit(h, payload: nil, sink: &sink)
             keepaliveSent += 1
             keepaliveDeadline = now + configuration.keepaliveInterval
