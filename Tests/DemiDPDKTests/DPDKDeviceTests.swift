@@ -85,6 +85,12 @@ import TestHostFixture
         return f
     }
 
+    #if DEBUG
+    static let build = "debug build"
+    #else
+    static let build = "release build"
+    #endif
+
     func isTestFrame(_ b: [UInt8]) -> Bool { b.count >= 18 && b[12] == 0x88 && b[13] == 0xB5 }
 
     @Test func arpRequestGetsTheKernelsReply() throws {
@@ -220,7 +226,7 @@ import TestHostFixture
         #expect(poolA.buffersInUse == 0 && poolB.buffersInUse == 0)
         #expect(a.mempoolInUse == inUseAtStart, "every mbuf sent is back in the mempool")
         print("DPDK burst: \(count) frames (60-1514 B) DPDK a -> AF_PACKET b, allocate + copy into mbufs + transmit "
-            + "\(String(format: "%.2f", Double(t1.rawValue - t0.rawValue) / 1000 / Double(count))) us/frame (debug build), "
+            + "\(String(format: "%.2f", Double(t1.rawValue - t0.rawValue) / 1000 / Double(count))) us/frame (\(Self.build)), "
             + "\(a.transmitBursts) tx bursts")
 
         // b (AF_PACKET) -> a (DPDK): received zero-copy; all 1000 held at once, then released.
@@ -329,7 +335,7 @@ import TestHostFixture
         #expect(packetOnly.count == rounds + warmup)
         #expect(poolC.buffersInUse == 0 && poolB.buffersInUse == 0)
 
-        print("DPDK ping-pong (64 B, one thread, \(rounds) rounds, debug build unless -c release): "
+        print("DPDK ping-pong (64 B, one thread, \(rounds) rounds, \(Self.build)): "
             + "DPDK net_af_packet a -> AF_PACKET b echo: \(percentiles(dpdkFirst)); "
             + "AF_PACKET b -> DPDK a echo (zero-copy): \(percentiles(dpdkEchoes)); "
             + "AF_PACKET a -> AF_PACKET b echo: \(percentiles(packetOnly))")
