@@ -109,14 +109,17 @@ extension StackLibOS {
             for j in sockets.indices where sockets[j].inUse && sockets[j].listener == i && !sockets[j].visible {
                 var out = Output(stack: self, now: now)
                 sockets[j].tcp?.abort(now: now, sink: &out)
-                if let tcp = sockets[j].tcp, connections[tcp.endpoints] == j { connections[tcp.endpoints] = nil }
+                if let tcp = sockets[j].tcp, connections[tcp.endpoints] == j {
+                    connections[tcp.endpoints] = nil
+                    lastConnection = -1
+                }
                 releaseSocket(j)
             }
             releaseSocket(i)
             device.flush(now: now)
             return
         }
-        if sockets[i].tcp != nil {
+        if sockets[i].hasConnection {
             sockets[i].detached = true
             var out = Output(stack: self, now: now)
             sockets[i].tcp!.close(now: now, sink: &out)
@@ -136,16 +139,25 @@ extension StackLibOS {
         return try scheduler.spawnCompleted(.close, qd: qd)
     }
 
+    @_specialize(exported: true, where Device == InMemoryLink.Endpoint)
+    @_specialize(exported: true, where Device == FaultInjector<InMemoryLink.Endpoint>)
+    @_specialize(exported: true, where Device == PacketSocketDevice)
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         guard sga.head != nil, sga.isValid else { throw .invalidArgument }
         let i = try socketIndex(qd)
         if sockets[i].type == .datagram {
             if let e = SocketRules.push(.datagram, sockets[i].state) { throw e }
-            return try pushTo(qd, sga, to: sockets[i].remote.unsafelyUnwrapped)
+            if let e = SocketRules.pushTo(.datagram, sockets[i].state) { throw e }
+            return try pushDatagram(i, qd, sga, to: sockets[i].remote.unsafelyUnwrapped)
         }
-        if let tcp = sockets[i].tcp, let e = tcp.error { throw e }
+        return try pushStream(i, qd, sga)
+    }
+
+    /// `push` on a stream socket (`sga` checked, `i` its index).
+    func pushStream(_ i: Int, _ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
+        if let e = sockets[i].tcp?.error { throw e }
         if let e = SocketRules.push(.stream, sockets[i].state) { throw e }
-        guard sockets[i].tcp?.canSend == true else { throw .brokenPipe }
+        guard sockets[i].hasConnection, connection(i).pointee.canSend else { throw .brokenPipe }
         let qt = try scheduler.spawn(Operation(code: .push, qd: qd))
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
         let now = Instant.now()
@@ -166,11 +178,21 @@ extension StackLibOS {
         return qt
     }
 
+    @_specialize(exported: true, where Device == InMemoryLink.Endpoint)
+    @_specialize(exported: true, where Device == FaultInjector<InMemoryLink.Endpoint>)
+    @_specialize(exported: true, where Device == PacketSocketDevice)
     public func pushTo(_ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno) -> QToken {
-        guard let head = sga.head, sga.isValid else { throw .invalidArgument }
+        guard sga.head != nil, sga.isValid else { throw .invalidArgument }
         let i = try socketIndex(qd)
         if let e = SocketRules.pushTo(sockets[i].type, sockets[i].state) { throw e }
-        if sockets[i].type == .stream { return try push(qd, sga) }
+        if sockets[i].type == .stream { return try pushStream(i, qd, sga) }
+        return try pushDatagram(i, qd, sga, to: address)
+    }
+
+    /// `pushTo` on a datagram socket (`sga` checked, `i` its index, the state allows it).
+    func pushDatagram(_ i: Int, _ qd: QDesc, _ sga: ScatterGatherArray, to address: SocketAddressV4) throws(Errno)
+        -> QToken {
+        let head = sga.head.unsafelyUnwrapped
         guard !address.address.isUnspecified, address.port != 0 else { throw .invalidArgument }
         let length = sga.count
         guard length <= 65_507 else { throw .messageTooLong }
@@ -197,6 +219,9 @@ extension StackLibOS {
         return qt
     }
 
+    @_specialize(exported: true, where Device == InMemoryLink.Endpoint)
+    @_specialize(exported: true, where Device == FaultInjector<InMemoryLink.Endpoint>)
+    @_specialize(exported: true, where Device == PacketSocketDevice)
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         let i = try socketIndex(qd)
         if sockets[i].type == .datagram {
@@ -214,11 +239,11 @@ extension StackLibOS {
         }
         if let e = SocketRules.pop(.stream, sockets[i].state) {
             // A connection that failed reports why; one that closed reads end of file.
-            guard sockets[i].tcp != nil else { throw e }
+            guard sockets[i].hasConnection else { throw e }
         }
         let qt = try scheduler.spawn(Operation(code: .pop, qd: qd))
         sockets[i].pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
-        if let tcp = sockets[i].tcp, tcp.isReadable || tcp.state == .closed {
+        if sockets[i].hasConnection && (connection(i).pointee.isReadable || sockets[i].tcp!.state == .closed) {
             completePops(i, now: Instant.now())
             armConnectionTimer(i)
         }
@@ -276,6 +301,7 @@ extension StackLibOS {
         let isn = initialSequence(key, now: now)
         let timer = try scheduler.spawnBackground(tag: Self.connectionTag | UInt64(i))
         sockets[i].timer = timer
+        sockets[i].hasConnection = true
         sockets[i].tcp = TCPConnection(endpoints: key, configuration: config, pool: pool, mtu: mtu,
                                        initialSequence: isn,
                                        timestampOffset: UInt32(truncatingIfNeeded: isn.rawValue &* 2_654_435_761))

@@ -28,6 +28,10 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     @exclusivity(unchecked) var sockets = UnsafeTable<Socket>(capacity: 64)
     @exclusivity(unchecked) var freeSocket = -1
     @exclusivity(unchecked) var connections: [TCPEndpoints: Int] = [:]
+    /// The last connection found by `lookupConnection` (-1: none), so that a run of segments of one connection
+    /// hashes its endpoints once. Reset whenever an entry leaves `connections`.
+    @exclusivity(unchecked) var lastConnection = -1
+    @exclusivity(unchecked) var lastEndpoints = TCPEndpoints(local: .unspecified, remote: .unspecified)
     @exclusivity(unchecked) var tcpListeners: [UInt16: Int] = [:]
     @exclusivity(unchecked) var tcpPorts: [UInt16: Int] = [:]
     @exclusivity(unchecked) var udpPorts: [UInt16: Int] = [:]
@@ -45,33 +49,10 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     static var housekeepingTag: UInt64 { 1 }
     static var connectionTag: UInt64 { 2 << 32 }
 
-    struct Socket {
-        var inUse = false
-        /// False for a passive connection not accepted yet (its descriptor is not the application's).
-        var visible = false
-        var type: SocketType = .datagram
-        var state: SocketState = .unbound
-        var local = SocketAddressV4.unspecified
-        var remote: SocketAddressV4?
-        var tcp: TCPConnection?
-        var timer: UInt32 = Operation.none
-        var pops = OperationList()
-        var pushes = OperationList()
-        var accepts = OperationList()
-        var connectOp: UInt32 = Operation.none
-        var datagrams: BufferRing?
-        var backlog = 0
-        var acceptQueue: [Int] = []
-        var halfOpen = 0
-        var listener = -1
-        /// The application closed it; the connection finishes on its own and then frees the slot.
-        var detached = false
-        /// This socket holds a count in `tcpPorts` (bound or connected by the application).
-        var portCounted = false
-        var noDelay = true
-        var keepAlive = false
-        var nextFree = -1
-    }
+    /// Nested names for the non-generic types below (a type nested in this generic class would need its metadata
+    /// looked up at run time on every use in unspecialized code).
+    typealias Socket = StackSocket
+    typealias Output = StackOutput
 
     /// Creates the libOS over `device`, whose received frames must come from `pool`.
     public init(device: Device, pool: BufferPool, configuration: StackConfiguration, now: Instant = .now()) {
@@ -107,6 +88,9 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
 
     // MARK: - The pass
 
+    @_specialize(exported: true, where Device == InMemoryLink.Endpoint)
+    @_specialize(exported: true, where Device == FaultInjector<InMemoryLink.Endpoint>)
+    @_specialize(exported: true, where Device == PacketSocketDevice)
     public func poll(now: Instant) {
         let now = now == .zero ? Instant.now() : now
         let n = device.receive(into: rx, capacity: burst, now: now)
@@ -122,7 +106,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             runHousekeeping(now: now)
         } else {
             let i = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
-            guard i < sockets.count, sockets[i].inUse, sockets[i].tcp != nil else { return }
+            guard i < sockets.count, sockets[i].inUse, sockets[i].hasConnection else { return }
             var out = Output(stack: self, now: now)
             let ev = sockets[i].tcp!.onTimer(now: now, sink: &out)
             handle(i, ev, now: now)
@@ -318,7 +302,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         }
         let key = TCPEndpoints(local: SocketAddressV4(ip.destination, h.destinationPort),
                                remote: SocketAddressV4(ip.source, h.sourcePort))
-        if let i = connections[key] {
+        if let i = lookupConnection(key) {
             var out = Output(stack: self, now: now)
             let ev = sockets[i].tcp!.receive(h, payload: b, now: now, sink: &out)
             handle(i, ev, now: now)
@@ -347,6 +331,26 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         b.releaseChain()
         guard !h.flags.contains(.rst) else { return }
         sendReset(answering: h, payloadLength: len, endpoints: key, now: now)
+    }
+
+    /// The connection of socket `i`, in place (the caller checked `sockets[i].hasConnection`). A computed property read
+    /// through `sockets[i].tcp!` copies the whole connection first; through this pointer it does not. (The payload
+    /// of an `Optional` of a struct sits at offset 0.)
+    @inline(__always)
+    func connection(_ i: Int) -> UnsafeMutablePointer<TCPConnection> {
+        withUnsafeMutablePointer(to: &sockets[i].tcp) {
+            UnsafeMutableRawPointer($0).assumingMemoryBound(to: TCPConnection.self)
+        }
+    }
+
+    /// The connection of `key`, from the one-entry cache or the table.
+    @inline(__always)
+    func lookupConnection(_ key: TCPEndpoints) -> Int? {
+        if lastConnection >= 0 && lastEndpoints == key { return lastConnection }
+        guard let i = connections[key] else { return nil }
+        lastEndpoints = key
+        lastConnection = i
+        return i
     }
 
     // MARK: - Connection events
@@ -394,14 +398,18 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
 
     func armConnectionTimer(_ i: Int) {
         let t = sockets[i].timer
-        guard t != Operation.none, let tcp = sockets[i].tcp else { return }
-        if let d = tcp.nextDeadline { scheduler.armTimer(t, at: d) } else { scheduler.cancelTimer(t) }
+        guard t != Operation.none, sockets[i].hasConnection else { return }
+        // Read in place (binding the connection to a name would copy it).
+        if let d = connection(i).pointee.nextDeadline { scheduler.armTimer(t, at: d) } else { scheduler.cancelTimer(t) }
     }
 
     /// Connection `i` reached CLOSED: forget its demultiplexing entry; free the slot if nobody holds it.
     func connectionClosed(_ i: Int) {
         guard let tcp = sockets[i].tcp else { return }
-        if connections[tcp.endpoints] == i { connections[tcp.endpoints] = nil }
+        if connections[tcp.endpoints] == i {
+            connections[tcp.endpoints] = nil
+            lastConnection = -1
+        }
         if sockets[i].timer != Operation.none {
             scheduler.cancelTimer(sockets[i].timer)
             scheduler.endBackground(sockets[i].timer)
@@ -480,15 +488,6 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     // MARK: - Transmit path
-
-    /// The sink through which connections send segments.
-    struct Output: TCPSegmentSink {
-        unowned(unsafe) let stack: StackLibOS
-        let now: Instant
-        mutating func transmit(_ header: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints) {
-            stack.sendTCP(header, payload: payload, endpoints: endpoints, now: now)
-        }
-    }
 
     static var headerRoom: Int { 14 + 4 + 60 + 60 }
 
@@ -736,6 +735,61 @@ extension StackLibOS {
         }
     }
 
+    /// The counters of the TCP connection behind `qd` (nil for other sockets or a bad descriptor).
+    public func tcpStatistics(_ qd: QDesc) -> TCPConnectionStatistics? {
+        guard let i = try? socketIndex(qd) else { return nil }
+        return sockets[i].tcp?.statistics
+    }
+
     /// Sockets in use (application-held, accepted-pending, or lingering connections).
     public var socketCount: Int { sockets.indices.filter { sockets[$0].inUse }.count }
 }
+
+/// One socket of a `StackLibOS` (a table entry).
+struct StackSocket {
+    var inUse = false
+    /// False for a passive connection not accepted yet (its descriptor is not the application's).
+    var visible = false
+    var type: SocketType = .datagram
+    var state: SocketState = .unbound
+    var local = SocketAddressV4.unspecified
+    var remote: SocketAddressV4?
+    var tcp: TCPConnection?
+    /// `tcp != nil`, kept apart: comparing the optional with nil copies the whole connection.
+    var hasConnection = false
+    var timer: UInt32 = Operation.none
+    var pops = OperationList()
+    var pushes = OperationList()
+    var accepts = OperationList()
+    var connectOp: UInt32 = Operation.none
+    var datagrams: BufferRing?
+    var backlog = 0
+    var acceptQueue: [Int] = []
+    var halfOpen = 0
+    var listener = -1
+    /// The application closed it; the connection finishes on its own and then frees the slot.
+    var detached = false
+    /// This socket holds a count in `tcpPorts` (bound or connected by the application).
+    var portCounted = false
+    var noDelay = true
+    var keepAlive = false
+    var nextFree = -1
+}
+
+/// What a connection's segments go through: the stack, behind a class-bound protocol so that this sink (and the
+/// generic TCP calls that take it) need no per-device metadata.
+protocol StackTransmitter: AnyObject {
+    func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant)
+}
+
+/// The sink through which connections send segments.
+struct StackOutput: TCPSegmentSink {
+    unowned(unsafe) let stack: any StackTransmitter
+    let now: Instant
+    @inline(__always)
+    mutating func transmit(_ header: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints) {
+        stack.sendTCP(header, payload: payload, endpoints: endpoints, now: now)
+    }
+}
+
+extension StackLibOS: StackTransmitter {}
