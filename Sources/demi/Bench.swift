@@ -1,6 +1,9 @@
 import ArgumentParser
 import CDemiBaselines
 import CDemiLinux
+import DemiDevices
+import DemiInet
+import DemiStackLibOS
 import Demikernel
 import Foundation
 
@@ -46,6 +49,14 @@ struct Bench: ParsableCommand {
     @Option(help: "catnap poll mode for the benchmark: busy, epoll or auto.") var pollMode = "busy"
     @Flag(help: "Skip the shared-memory (catmem) row.") var noCatmem = false
     @Option(help: "Also write the results as JSON to this file.") var json: String?
+    @Flag(help: "Run only the inetstack (user-space TCP/IP over the in-memory link) section.") var inetOnly = false
+    @Flag(help: "Skip the inetstack section.") var noInet = false
+    @Option(help: "Timed round trips per run of the inetstack echo.") var inetCount = 50_000
+    @Option(help: "Bytes per run of the inetstack bulk transfer.") var inetBytes = 256 << 20
+    @Flag(help: "inetstack: compute every checksum in software (default: the link offloads them, as a NIC would).")
+    var inetSoftwareChecksums = false
+    @Option(parsing: .upToNextOption, help: "inetstack tests to run: tcp, udp, bulk (for profiling one).")
+    var inetTests: [String] = ["tcp", "udp", "bulk"]
 
     func validate() throws {
         guard count > 0, warmup >= 0, reps > 0, sizes.allSatisfy({ $0 > 0 && $0 <= 65507 }) else {
@@ -58,6 +69,10 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if inetOnly {
+            try printInet(try inetstack(), catnap: nil)
+            return
+        }
         let (serverCPU, clientCPU) = cpus
         print("demi bench: loopback echo, \(count) round trips x \(reps) runs per figure (median), " +
               (serverCPU >= 0 ? "server on CPU \(serverCPU), client on CPU \(clientCPU)" : "one CPU"))
@@ -131,14 +146,24 @@ struct Bench: ParsableCommand {
         for m in micro {
             print("| \(m.name) | \(String(format: "%.1f", m.ns)) | \(m.ratio.map { String(format: "%.2fx", $0) } ?? "-") |")
         }
+        var inet: [InetRow] = []
+        if !noInet {
+            inet = try inetstack()
+            let tcp64 = rows.first { $0.system.hasPrefix("catnap") && $0.proto == "tcp" && $0.size == 64 }
+            let udp64 = rows.first { $0.system.hasPrefix("catnap") && $0.proto == "udp" && $0.size == 64 }
+            let perIO = micro.first { $0.name.hasPrefix("catnap libOS time per I/O") }?.ns
+            try printInet(inet, catnap: CatnapFigures(tcp: tcp64?.latency, udp: udp64?.latency, perIO: perIO,
+                                                      streamGbit: median(napStream)))
+        }
         if let json {
             struct Out: Codable {
                 var date: String; var roundTrips: [BenchRow]; var streams: [StreamRow]; var micro: [MicroRow]
+                var inetstack: [InetRow]
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try enc.encode(Out(date: ISO8601DateFormatter().string(from: Date()), roundTrips: rows,
-                                          streams: streams, micro: micro))
+                                          streams: streams, micro: micro, inetstack: inet))
             try data.write(to: URL(fileURLWithPath: json))
         }
     }
@@ -399,5 +424,200 @@ enum SinkServer {
         }
         if let c = conn { try? os.close(c) }
         try? os.close(l)
+    }
+}
+
+// MARK: - inetstack over the in-memory link
+
+/// One figure of the inetstack section.
+struct InetRow: Codable {
+    var name: String
+    var latency: LatencySummary?
+    var nsPerIO: Double?
+    var gbitPerSecond: Double?
+}
+
+/// catnap's figures from the same run, shown next to the inetstack's.
+struct CatnapFigures {
+    var tcp: LatencySummary?
+    var udp: LatencySummary?
+    var perIO: Double?
+    var streamGbit: Double?
+}
+
+typealias BareInetPair = InetPair<InMemoryLink.Endpoint>
+
+extension Bench {
+    /// Two user-space stacks in this process over `InMemoryLink`, one thread polling both (default TCP settings).
+    func makeInetPair() -> BareInetPair {
+        BareInetPair(tcp: TCPConfiguration(), checksumOffload: !inetSoftwareChecksums) { ep, _ in ep }
+    }
+
+    func inetstack() throws -> [InetRow] {
+        var tcp: [LatencySummary] = [], udp: [LatencySummary] = []
+        var tcpIO: [Double] = [], udpIO: [Double] = [], bulk: [Double] = []
+        for _ in 0..<reps {
+            if inetTests.contains("tcp") {
+                let (t, tn) = try inetTCPEcho(size: 64)
+                tcp.append(t)
+                tcpIO.append(tn)
+            }
+            if inetTests.contains("udp") {
+                let (u, un) = try inetUDPEcho(size: 64)
+                udp.append(u)
+                udpIO.append(un)
+            }
+            if inetTests.contains("bulk") { bulk.append(try inetBulk()) }
+        }
+        var rows: [InetRow] = []
+        if !tcp.isEmpty {
+            rows.append(InetRow(name: "tcp echo 64 B", latency: LatencySummary.median(tcp), nsPerIO: median(tcpIO)))
+        }
+        if !udp.isEmpty {
+            rows.append(InetRow(name: "udp echo 64 B", latency: LatencySummary.median(udp), nsPerIO: median(udpIO)))
+        }
+        if !bulk.isEmpty {
+            rows.append(InetRow(name: "tcp bulk, one direction, MSS 1460", gbitPerSecond: median(bulk)))
+        }
+        return rows
+    }
+
+    func printInet(_ rows: [InetRow], catnap: CatnapFigures?) throws {
+        print("")
+        print("inetstack over the in-memory link: two StackLibOS instances in this process joined by InMemoryLink "
+              + "(each frame copied into the peer's pool; checksums " + (inetSoftwareChecksums ? "computed in software" : "offloaded to the link, as to a NIC") + "), one thread polling both, default TCP settings; median of \(reps) runs of "
+              + "\(inetCount) round trips / \(inetBytes >> 20) MiB.")
+        print("Round trip = client push + pop, server pop + push (4 I/Os); CPU ns per I/O = run time / (4 x round "
+              + "trips), both stacks' work included (goal: <= 250 ns).")
+        print("catnap's round trip is two threads on two CPUs over the kernel's loopback (its latency includes the "
+              + "kernel and the cross-core wake-up); its per-I/O figure is the libOS's own time on one thread "
+              + "(single-thread pushTo+pop minus the same C system calls, halved); its stream is 64 KiB pushes to a "
+              + "sink on the other CPU.")
+        print("| system | test | p50 | p99 | CPU ns per I/O | Gbit/s |")
+        print("|---|---|---:|---:|---:|---:|")
+        func f(_ v: Double?, _ fmt: String) -> String { v.map { String(format: fmt, $0) } ?? "-" }
+        for r in rows {
+            print("| inetstack (1 thread) | \(r.name) | \(r.latency.map { formatNs($0.p50) } ?? "-") | "
+                  + "\(r.latency.map { formatNs($0.p99) } ?? "-") | \(f(r.nsPerIO, "%.0f")) | "
+                  + "\(f(r.gbitPerSecond, "%.2f")) |")
+        }
+        if let c = catnap {
+            if let t = c.tcp { print("| catnap (2 threads, kernel loopback) | tcp echo 64 B | \(formatNs(t.p50)) | \(formatNs(t.p99)) | - | - |") }
+            if let u = c.udp { print("| catnap (2 threads, kernel loopback) | udp echo 64 B | \(formatNs(u.p50)) | \(formatNs(u.p99)) | - | - |") }
+            print("| catnap (1 thread) | libOS time per I/O (udp) | - | - | \(f(c.perIO, "%.0f")) | - |")
+            print("| catnap (2 threads, kernel loopback) | tcp stream, 64 KiB pushes | - | - | - | \(f(c.streamGbit, "%.2f")) |")
+        } else {
+            print("(catnap baseline skipped: --inet-only)")
+        }
+    }
+
+    /// 64-byte TCP echo: the client pushes and pops, the server pops and pushes the same buffer back.
+    func inetTCPEcho(size: Int) throws -> (LatencySummary, Double) {
+        let net = makeInetPair()
+        let (server, client) = try net.connectTCP()
+        let a = net.a, b = net.b
+        let msg = net.message(b.pool, size: size)
+        defer { try? b.pool.freeFromApplication(msg.head!) }
+        var samples = [UInt64](repeating: 0, count: inetCount)
+        var serverPop = try a.pop(server)
+        var serverPush: QToken?
+        var t = Instant.now()
+        var t0 = t
+        for i in 0..<(warmup + inetCount) {
+            if i == warmup { t0 = t }
+            let start = t
+            let push = try b.push(client, msg)
+            let clientPop = try b.pop(client)
+            // Server: one pass receives the segment and completes the pop.
+            var r = a.scheduler.take(serverPop)
+            while r == nil {
+                a.poll(now: t)
+                r = a.scheduler.take(serverPop)
+                if r == nil { b.poll(now: t); t = Instant.now() }
+            }
+            if let p = serverPush { try drain(net, a, p, t) }  // acknowledged by the segment just received
+            guard let got = r!.sga else { throw r!.error ?? Errno.ioError }
+            serverPush = try a.push(server, got)
+            try a.pool.freeFromApplication(got.head!)
+            serverPop = try a.pop(server)
+            // Client: one pass receives the echo (which acknowledges the push).
+            var e = b.scheduler.take(clientPop)
+            while e == nil {
+                b.poll(now: t)
+                e = b.scheduler.take(clientPop)
+                if e == nil { a.poll(now: t); t = Instant.now() }
+            }
+            guard let back = e!.sga, back.count == size else { throw e!.error ?? Errno.ioError }
+            try b.pool.freeFromApplication(back.head!)
+            try drain(net, b, push, t)
+            t = Instant.now()
+            if i >= warmup { samples[i - warmup] = UInt64(t.rawValue - start.rawValue) }
+        }
+        let elapsed = Double(t.rawValue - t0.rawValue)
+        return (LatencySummary(samples), elapsed / Double(4 * inetCount))
+    }
+
+    /// Takes `qt` of `os`, polling both stacks until it completes.
+    @inline(__always)
+    func drain(_ net: BareInetPair, _ os: StackLibOS<InMemoryLink.Endpoint>, _ qt: QToken, _ t: Instant) throws {
+        var r = os.scheduler.take(qt)
+        while r == nil {
+            net.poll(Instant.now())
+            r = os.scheduler.take(qt)
+        }
+        if let e = r!.error { throw e }
+    }
+
+    /// 64-byte UDP echo, the same way.
+    func inetUDPEcho(size: Int) throws -> (LatencySummary, Double) {
+        let net = makeInetPair()
+        let a = net.a, b = net.b
+        let server = try a.socket(domain: .inet, type: .datagram)
+        try a.bind(server, to: SocketAddressV4(.any, 7))
+        let client = try b.socket(domain: .inet, type: .datagram)
+        let to = SocketAddressV4(BareInetPair.ipA, 7)
+        let msg = net.message(b.pool, size: size)
+        defer { try? b.pool.freeFromApplication(msg.head!) }
+        var samples = [UInt64](repeating: 0, count: inetCount)
+        var serverPop = try a.pop(server)
+        var t = Instant.now()
+        var t0 = t
+        for i in 0..<(warmup + inetCount) {
+            if i == warmup { t0 = t }
+            let start = t
+            try drain(net, b, try b.pushTo(client, msg, to: to), t)
+            let clientPop = try b.pop(client)
+            var r = a.scheduler.take(serverPop)
+            while r == nil {
+                a.poll(now: t)
+                r = a.scheduler.take(serverPop)
+                if r == nil { b.poll(now: t); t = Instant.now() }
+            }
+            guard let got = r!.sga, let from = got.address else { throw r!.error ?? Errno.ioError }
+            try drain(net, a, try a.pushTo(server, got, to: from), t)
+            try a.pool.freeFromApplication(got.head!)
+            serverPop = try a.pop(server)
+            var e = b.scheduler.take(clientPop)
+            while e == nil {
+                b.poll(now: t)
+                e = b.scheduler.take(clientPop)
+                if e == nil { a.poll(now: t); t = Instant.now() }
+            }
+            guard let back = e!.sga, back.count == size else { throw e!.error ?? Errno.ioError }
+            try b.pool.freeFromApplication(back.head!)
+            t = Instant.now()
+            if i >= warmup { samples[i - warmup] = UInt64(t.rawValue - start.rawValue) }
+        }
+        let elapsed = Double(t.rawValue - t0.rawValue)
+        return (LatencySummary(samples), elapsed / Double(4 * inetCount))
+    }
+
+    /// Bulk TCP one direction (MTU 1500: MSS 1460, 1448 bytes of payload with the timestamp option), in Gbit/s.
+    func inetBulk() throws -> Double {
+        let net = makeInetPair()
+        let (server, client) = try net.connectTCP()
+        _ = try net.bulk(server: server, client: client, bytes: 8 << 20)  // warm-up: slow start, pools
+        let r = try net.bulk(server: server, client: client, bytes: inetBytes)
+        return Double(r.bytes) * 8 / Double(r.ns)
     }
 }
