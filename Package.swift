@@ -79,7 +79,7 @@ let package = Package(
             name: "Demikernel",
             dependencies: [
                 "DemiCore", "DemiBuffers", "DemiRuntime", "DemiKernelSockets", "DemiSharedMemory", "CDemiLinux",
-                "DemiWire", "DemiDevices", "DemiInet", "DemiStackLibOS",
+                "DemiWire", "DemiDevices", "DemiInet", "DemiStackLibOS", "DemiXDP", "DemiDPDK",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],

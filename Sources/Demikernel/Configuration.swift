@@ -37,6 +37,8 @@ public struct Configuration: Sendable {
     public var localLinkAddress: MACAddress?
     public var interfaceName: String?
     public var xdpInterfaceIndex: Int?
+    /// The raw-socket libOS's device (`raw_socket.device` / `RAW_SOCKET_DEVICE`): `af_packet` (default) or `af_xdp`.
+    public var rawSocketDevice: RawSocketDevice = .afPacket
     public var ealArguments: [String] = []
     public var keepAlive = false
     public var linger: Int? = nil
@@ -85,6 +87,7 @@ public struct Configuration: Sendable {
         if let r = top["raw_socket"] as? [String: Any] {
             if let v = r["linux_interface_name"] { try set("linux_interface_name", v) }
             if let v = r["xdp_interface_index"] { try set("xdp_interface_index", v) }
+            if let v = r["device"] { try set("raw_socket_device", v) }
         }
         if let d = top["dpdk"] as? [String: Any], let e = d["eal_init"] as? [Any] {
             ealArguments = e.map { "\($0)" }
@@ -125,7 +128,7 @@ public struct Configuration: Sendable {
     /// The environment variables that override configuration keys (upper-cased key names).
     public static let environmentKeys = [
         "local_ipv4_addr", "local_link_addr", "linger", "nodelay", "keepalive", "arp_cache_ttl", "arp_request_timeout",
-        "arp_request_retries", "linux_interface_name", "xdp_interface_index", "mtu", "mss", "poll_mode",
+        "arp_request_retries", "linux_interface_name", "xdp_interface_index", "raw_socket_device", "mtu", "mss", "poll_mode",
         "tcp_pop_size", "ring_size", "max_message_size",
     ]
 
@@ -168,6 +171,11 @@ public struct Configuration: Sendable {
             localLinkAddress = m
         case "linux_interface_name": interfaceName = text
         case "xdp_interface_index": xdpInterfaceIndex = try int()
+        case "raw_socket_device":
+            guard let d = RawSocketDevice(rawValue: text.lowercased().replacingOccurrences(of: "-", with: "_")) else {
+                throw .invalidValue(key: key, value: text)
+            }
+            rawSocketDevice = d
         case "keepalive": keepAlive = try bool()
         case "nodelay": noDelay = try bool()
         case "linger":
@@ -229,3 +237,11 @@ public struct Configuration: Sendable {
 
 /// How the kernel-socket libOS polls blocked operations (`catnap.poll_mode` / `POLL_MODE`).
 public typealias KernelPollMode = DemiKernelSockets.KernelPollMode
+
+/// The device under the raw-socket libOS (catpowder).
+public enum RawSocketDevice: String, Sendable, CaseIterable {
+    /// AF_PACKET with memory-mapped TPACKET_V2 rings.
+    case afPacket = "af_packet"
+    /// AF_XDP through libxdp (needs the AFXDP package trait).
+    case afXDP = "af_xdp"
+}

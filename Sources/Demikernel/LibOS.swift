@@ -5,6 +5,12 @@ import DemiSharedMemory
 import DemiStackLibOS
 import DemiDevices
 import DemiInet
+#if AFXDP
+import DemiXDP
+#endif
+#if DPDK
+import DemiDPDK
+#endif
 @_exported import DemiRuntime
 import Foundation
 
@@ -30,6 +36,12 @@ public final class LibOS {
         case kernelSockets
         case sharedMemory
         case rawSockets
+        #if AFXDP
+        case rawXDP
+        #endif
+        #if DPDK
+        case dpdk
+        #endif
     }
 
     @usableFromInline let backend: Backend
@@ -37,6 +49,14 @@ public final class LibOS {
     let kernelOwner: KernelSocketLibOS?
     let sharedOwner: SharedMemoryLibOS?
     let rawOwner: RawSocketLibOS?
+    #if DPDK
+    var dpdkOwner: DPDKLibOS? = nil
+    @exclusivity(unchecked) @usableFromInline var dpdk: Unmanaged<DPDKLibOS>? = nil
+    #endif
+    #if AFXDP
+    let xdpOwner: XDPSocketLibOS?
+    @usableFromInline let xdp: Unmanaged<XDPSocketLibOS>?
+    #endif
     /// The same references, unmanaged: calling through them costs no retain and release per call. Only the one that
     /// matches `backend` is set.
     @usableFromInline let kernel: Unmanaged<KernelSocketLibOS>?
@@ -50,6 +70,12 @@ public final class LibOS {
         case .kernelSockets: try onKernel { k throws(Errno) in try body(k.pool) }
         case .sharedMemory: try onShared { m throws(Errno) in try body(m.pool) }
         case .rawSockets: try onRaw { r throws(Errno) in try body(r.pool) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try body(r.pool) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try body(r.pool) }
+#endif
         }
     }
 
@@ -64,6 +90,22 @@ public final class LibOS {
     func onRaw<T>(_ body: (RawSocketLibOS) throws(Errno) -> T) throws(Errno) -> T {
         try raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { r in Result<T, Errno> { () throws(Errno) -> T in try body(r) } }.get()
     }
+
+    #if DPDK
+    /// Runs `body` on the DPDK libOS without retaining it.
+    @inlinable @inline(__always)
+    func onDPDK<T>(_ body: (DPDKLibOS) throws(Errno) -> T) throws(Errno) -> T {
+        try dpdk.unsafelyUnwrapped._withUnsafeGuaranteedRef { r in Result<T, Errno> { () throws(Errno) -> T in try body(r) } }.get()
+    }
+    #endif
+
+    #if AFXDP
+    /// Runs `body` on the raw-socket libOS over AF_XDP without retaining it.
+    @inlinable @inline(__always)
+    func onXDP<T>(_ body: (XDPSocketLibOS) throws(Errno) -> T) throws(Errno) -> T {
+        try xdp.unsafelyUnwrapped._withUnsafeGuaranteedRef { r in Result<T, Errno> { () throws(Errno) -> T in try body(r) } }.get()
+    }
+    #endif
 
     /// Runs `body` on the shared-memory libOS without retaining it.
     @inlinable @inline(__always)
@@ -105,6 +147,10 @@ public final class LibOS {
             kernel = .passUnretained(k)
             shared = nil
             raw = nil
+            #if AFXDP
+            xdpOwner = nil
+            xdp = nil
+            #endif
             backend = .kernelSockets
         case .sharedMemory:
             let m = SharedMemoryLibOS(options: configuration.sharedMemoryOptions)
@@ -114,17 +160,59 @@ public final class LibOS {
             kernel = nil
             shared = .passUnretained(m)
             raw = nil
+            #if AFXDP
+            xdpOwner = nil
+            xdp = nil
+            #endif
             backend = .sharedMemory
         case .rawSockets:
-            let r: RawSocketLibOS
-            do { r = try RawSocketLibOS.make(configuration) } catch { throw .device(error) }
             kernelOwner = nil
             sharedOwner = nil
-            rawOwner = r
             kernel = nil
             shared = nil
-            raw = .passUnretained(r)
-            backend = .rawSockets
+            if configuration.rawSocketDevice == .afXDP {
+                #if AFXDP
+                let x: XDPSocketLibOS
+                do { x = try XDPSocketLibOS.make(configuration) } catch { throw .device(error) }
+                rawOwner = nil
+                raw = nil
+                xdpOwner = x
+                xdp = .passUnretained(x)
+                backend = .rawXDP
+                #else
+                throw .unavailable("raw_socket.device af_xdp needs the AFXDP package trait (swift build --traits AFXDP)")
+                #endif
+            } else {
+                let r: RawSocketLibOS
+                do { r = try RawSocketLibOS.make(configuration) } catch { throw .device(error) }
+                rawOwner = r
+                raw = .passUnretained(r)
+                #if AFXDP
+                xdpOwner = nil
+                xdp = nil
+                #endif
+                backend = .rawSockets
+            }
+        case .dpdk:
+            #if DPDK
+            let d: DPDKLibOS
+            do { d = try DPDKLibOS.make(configuration) } catch { throw .deviceFailed("catnip: \(error)") }
+            kernelOwner = nil
+            sharedOwner = nil
+            rawOwner = nil
+            kernel = nil
+            shared = nil
+            raw = nil
+            #if AFXDP
+            xdpOwner = nil
+            xdp = nil
+            #endif
+            dpdkOwner = d
+            dpdk = .passUnretained(d)
+            backend = .dpdk
+            #else
+            throw .unavailable("catnip needs the DPDK package trait (apt-get install libdpdk-dev; swift build --traits DPDK)")
+            #endif
         }
     }
 
@@ -134,6 +222,12 @@ public final class LibOS {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
         case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
+#if DPDK
+        case .dpdk: dpdk.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
+#endif
+#if AFXDP
+        case .rawXDP: xdp.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.pool }
+#endif
         }
     }
 
@@ -142,6 +236,12 @@ public final class LibOS {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
         case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
+#if DPDK
+        case .dpdk: dpdk.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
+#endif
+#if AFXDP
+        case .rawXDP: xdp.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.scheduler }
+#endif
         }
     }
 
@@ -151,6 +251,12 @@ public final class LibOS {
         case .kernelSockets: kernel.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
         case .sharedMemory: shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
         case .rawSockets: raw.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
+#if DPDK
+        case .dpdk: dpdk.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
+#endif
+#if AFXDP
+        case .rawXDP: xdp.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.poll(now: .now()) }
+#endif
         }
     }
 
@@ -168,13 +274,26 @@ public final class LibOS {
             return [("buffers_in_use", m.pool.buffersInUse), ("live_operations", m.scheduler.liveCount)]
         case .rawSockets:
             let r = raw.unsafelyUnwrapped.takeUnretainedValue()
-            let d = r.device.statistics
-            var pairs = [("device_frames_received", d.receivedFrames), ("device_frames_sent", d.transmittedFrames),
-                         ("device_drops", d.droppedFrames)]
-            pairs += r.statistics.pairs
-            pairs.append(("buffers_in_use", r.pool.buffersInUse))
-            return pairs
+            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+        #if AFXDP
+        case .rawXDP:
+            let r = xdp.unsafelyUnwrapped.takeUnretainedValue()
+            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+        #endif
+        #if DPDK
+        case .dpdk:
+            let r = dpdk.unsafelyUnwrapped.takeUnretainedValue()
+            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+        #endif
         }
+    }
+
+    static func stackStatistics(_ d: DeviceStatistics, _ s: StackStatistics, _ pool: BufferPool) -> [(String, Int)] {
+        var pairs = [("device_frames_received", d.receivedFrames), ("device_frames_sent", d.transmittedFrames),
+                     ("device_drops", d.droppedFrames)]
+        pairs += s.pairs
+        pairs.append(("buffers_in_use", pool.buffersInUse))
+        return pairs
     }
 
     // MARK: - Control path
@@ -185,6 +304,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.socket(domain: domain, type: type) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.socket(domain: domain, type: type) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.socket(domain: domain, type: type) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.socket(domain: domain, type: type) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -195,6 +320,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.bind(qd, to: address) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.bind(qd, to: address) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.bind(qd, to: address) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.bind(qd, to: address) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -205,6 +336,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.listen(qd, backlog: backlog) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.listen(qd, backlog: backlog) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.listen(qd, backlog: backlog) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.listen(qd, backlog: backlog) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -215,6 +352,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.accept(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.accept(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.accept(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.accept(qd) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -225,6 +368,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.connect(qd, to: address) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.connect(qd, to: address) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.connect(qd, to: address) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.connect(qd, to: address) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -235,6 +384,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.close(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.close(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.close(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.close(qd) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.close(qd) }
         }
     }
@@ -245,6 +400,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.asyncClose(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.asyncClose(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.asyncClose(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.asyncClose(qd) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.asyncClose(qd) }
         }
     }
@@ -255,6 +416,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.localAddress(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.localAddress(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.localAddress(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.localAddress(qd) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -265,6 +432,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.peerAddress(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.peerAddress(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.peerAddress(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.peerAddress(qd) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -274,6 +447,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.setOption(qd, option) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.setOption(qd, option) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.setOption(qd, option) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.setOption(qd, option) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -283,6 +462,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.option(qd, name) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.option(qd, name) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.option(qd, name) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.option(qd, name) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -316,6 +501,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.push(qd, sga) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.push(qd, sga) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.push(qd, sga) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.push(qd, sga) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.push(qd, sga) }
         }
     }
@@ -326,6 +517,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.pushTo(qd, sga, to: address) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.pushTo(qd, sga, to: address) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.pushTo(qd, sga, to: address) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.pushTo(qd, sga, to: address) }
+#endif
         case .sharedMemory: throw .notSupported
         }
     }
@@ -336,6 +533,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.pop(qd) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.pop(qd) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.pop(qd) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.pop(qd) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.pop(qd) }
         }
     }
@@ -348,6 +551,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.wait(qt, timeout: timeout) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.wait(qt, timeout: timeout) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.wait(qt, timeout: timeout) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.wait(qt, timeout: timeout) }
         }
     }
@@ -358,6 +567,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.waitAny(qts, timeout: timeout, rotor: &waitAnyRotor) }
         }
     }
@@ -376,6 +591,12 @@ public final class LibOS {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.waitNext(into: out, timeout: timeout) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.waitNext(into: out, timeout: timeout) }
+#if DPDK
+        case .dpdk: try onDPDK { r throws(Errno) in try r.waitNext(into: out, timeout: timeout) }
+#endif
+#if AFXDP
+        case .rawXDP: try onXDP { r throws(Errno) in try r.waitNext(into: out, timeout: timeout) }
+#endif
         case .sharedMemory: try onShared { m throws(Errno) in try m.waitNext(into: out, timeout: timeout) }
         }
     }
@@ -423,6 +644,10 @@ public final class LibOS {
 public enum LibOSError: Error, CustomStringConvertible, Sendable {
     case configuration(ConfigurationError)
     case device(Errno)
+    /// The libOS or device was not built in (a package trait is off).
+    case unavailable(String)
+    /// The device could not be set up (the message says which step failed).
+    case deviceFailed(String)
 
     /// The errno reported at the C ABI.
     public var errno: Errno {
@@ -431,6 +656,8 @@ public enum LibOSError: Error, CustomStringConvertible, Sendable {
         case .configuration(.unreadableFile): .noEntry
         case .configuration: .invalidArgument
         case .device(let e): e
+        case .unavailable: .notSupported
+        case .deviceFailed: .noDevice
         }
     }
 
@@ -438,6 +665,8 @@ public enum LibOSError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .configuration(let c): c.description
         case .device(let e): "device initialisation failed: \(e)"
+        case .unavailable(let why): why
+        case .deviceFailed(let why): why
         }
     }
 }

@@ -5,6 +5,7 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Shared-memory queues between processes, and in-process memory queues (upstream: catmem).
     case sharedMemory = "shared-memory"
     case rawSockets = "raw-sockets"
+    case dpdk = "dpdk"
 
     /// Every spelling accepted for each libOS, in `LIBOS` and on command lines (case-insensitive).
     public var spellings: [String] {
@@ -12,6 +13,7 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
         case .kernelSockets: ["catnap", "kernel-sockets", "kernel", "sockets", "posix"]
         case .sharedMemory: ["catmem", "shared-memory", "shm", "memory"]
         case .rawSockets: ["catpowder", "raw-sockets", "raw", "af-packet", "af_packet", "afpacket"]
+        case .dpdk: ["catnip", "dpdk"]
         }
     }
 
@@ -21,6 +23,7 @@ public enum LibOSName: String, Sendable, CaseIterable, CustomStringConvertible {
         case .kernelSockets: "catnap"
         case .sharedMemory: "catmem"
         case .rawSockets: "catpowder"
+        case .dpdk: "catnip"
         }
     }
 

@@ -1,6 +1,12 @@
 import DemiDevices
 import DemiInet
 import DemiStackLibOS
+#if AFXDP
+import DemiXDP
+#endif
+#if DPDK
+import DemiDPDK
+#endif
 
 /// The raw-socket libOS (upstream's catpowder): the user-space TCP/IP stack on an AF_PACKET device with memory-mapped
 /// TPACKET_V2 rings. Needs `CAP_NET_RAW` (root) and an interface whose kernel side has no address of ours.
@@ -36,3 +42,50 @@ extension Configuration {
         return s
     }
 }
+
+#if AFXDP
+/// The raw-socket libOS on AF_XDP (`raw_socket.device: af_xdp`): the same stack on an XDP socket (copy mode; UMEM
+/// frames reach the application without a copy).
+public typealias XDPSocketLibOS = StackLibOS<XDPSocketDevice>
+
+extension StackLibOS where Device == XDPSocketDevice {
+    /// Like the AF_PACKET variant; the XDP program attaches in generic or native mode (`automatic`).
+    public static func make(_ c: Configuration) throws(Errno) -> XDPSocketLibOS {
+        guard let name = c.interfaceName, !name.isEmpty, let ip = c.localIPv4Address else { throw .invalidArgument }
+        let pool = BufferPool()
+        var xc = XDPSocketDevice.Configuration()
+        xc.quiet = true
+        let device = try XDPSocketDevice(interface: name, pool: pool, configuration: xc)
+        return XDPSocketLibOS(device: device, pool: pool, configuration: c.stackConfiguration(mac: device.macAddress,
+                                                                                            ip: ip))
+    }
+}
+#endif
+
+#if DPDK
+/// The DPDK libOS (upstream's catnip): the user-space stack on a DPDK port. Received mbufs reach the application
+/// without a copy.
+public typealias DPDKLibOS = StackLibOS<DPDKDevice>
+
+extension StackLibOS where Device == DPDKDevice {
+    /// Starts the EAL with `dpdk.eal_init` (default: `--no-pci --no-huge` with a `net_af_packet` virtual device on
+    /// `raw_socket.linux_interface_name`) and opens its first free port. If the EAL is already up in this process, a
+    /// new `net_af_packet` device is hot-plugged on the configured interface. Needs `demikernel.local_ipv4_addr`.
+    public static func make(_ c: Configuration) throws -> DPDKLibOS {
+        guard let ip = c.localIPv4Address else { throw ConfigurationError.invalidValue(key: "local_ipv4_addr", value: "") }
+        let pool = BufferPool()
+        let device: DPDKDevice
+        if DPDKEnvironment.isInitialized {
+            guard let name = c.interfaceName else { throw DPDKError.ealAlreadyInitialized(arguments: DPDKEnvironment.arguments ?? []) }
+            device = try DPDKDevice(attaching: "\(DPDKEnvironment.uniqueDeviceName()),iface=\(name)", pool: pool)
+        } else {
+            var args = c.ealArguments.filter { !$0.isEmpty }
+            if args.isEmpty {
+                args = DPDKEnvironment.defaultArguments(vdev: c.interfaceName.map { "net_af_packet0,iface=\($0)" })
+            }
+            device = try DPDKDevice(ealArguments: args, pool: pool)
+        }
+        return DPDKLibOS(device: device, pool: pool, configuration: c.stackConfiguration(mac: device.macAddress, ip: ip))
+    }
+}
+#endif

@@ -7,13 +7,33 @@ import Testing
 /// catpowder (the user-space stack on AF_PACKET) against the Linux kernel's own stack, in two network namespaces
 /// joined by a veth pair (198.18.N.0/24, no default route). Needs root; skips otherwise (CI requires it).
 @Suite(.serialized) struct RawSocketTests {
+    /// The libOSes under test: catpowder on AF_PACKET always; catpowder on AF_XDP with the AFXDP trait; catnip (DPDK's
+    /// net_af_packet) with the DPDK trait.
+    enum Kind: String, CustomStringConvertible, Sendable {
+        case afPacket = "catpowder/af_packet", afXDP = "catpowder/af_xdp", dpdk = "catnip/net_af_packet"
+        var description: String { rawValue }
+    }
+
+    static var devices: [Kind] {
+        var k: [Kind] = [.afPacket]
+        #if AFXDP
+        k.append(.afXDP)
+        #endif
+        #if DPDK
+        k.append(.dpdk)
+        #endif
+        return k
+    }
+
     /// The libOS in namespace a, owning the address the kernel there does not have.
-    static func start(_ hosts: TestHosts, tweak: (inout Configuration) -> Void = { _ in }) throws -> LibOS {
+    static func start(_ hosts: TestHosts, _ kind: Kind = .afPacket,
+                      tweak: (inout Configuration) -> Void = { _ in }) throws -> LibOS {
         var c = Configuration()
+        c.rawSocketDevice = kind == .afXDP ? .afXDP : .afPacket
         c.interfaceName = hosts.interface
         c.localIPv4Address = IPv4Address(hosts.ourIP)
         tweak(&c)
-        return try hosts.withNamespace(.a) { try LibOS(.rawSockets, configuration: c) }
+        return try hosts.withNamespace(.a) { try LibOS(kind == .dpdk ? .dpdk : .rawSockets, configuration: c) }
     }
 
     /// Polls `os` until the child exits (or `timeout`); returns its exit code.
@@ -72,9 +92,10 @@ import Testing
         }
     }
 
-    @Test func theKernelPingsOurStack() throws {
+    @Test(arguments: RawSocketTests.devices)
+    func theKernelPingsOurStack(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
-        let os = try Self.start(hosts)
+        let os = try Self.start(hosts, device)
         let script = """
             import socket, struct, sys, os
             def csum(b):
@@ -107,9 +128,10 @@ import Testing
         #expect(stats["icmp_echo_replies"] == 3)
     }
 
-    @Test func kernelTCPClientsTalkToOurEchoServer() throws {
+    @Test(arguments: RawSocketTests.devices)
+    func kernelTCPClientsTalkToOurEchoServer(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
-        let os = try Self.start(hosts)
+        let os = try Self.start(hosts, device)
         let echo = try Echo(os, port: 7000)
         // Three clients at once, each checking its own echoed bytes.
         let script = """
@@ -136,9 +158,10 @@ import Testing
         #expect(echo.echoed == 15_000)
     }
 
-    @Test func kernelUDPClientTalksToOurEchoServer() throws {
+    @Test(arguments: RawSocketTests.devices)
+    func kernelUDPClientTalksToOurEchoServer(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
-        let os = try Self.start(hosts)
+        let os = try Self.start(hosts, device)
         let qd = try os.socket(.inet, .datagram)
         try os.bind(qd, to: SocketAddressV4(.any, 7001))
         var pop = try os.pop(qd)
@@ -168,9 +191,10 @@ import Testing
         #expect(code == 0, "large datagrams travel as IP fragments both ways")
     }
 
-    @Test func ourClientsTalkToKernelServers() throws {
+    @Test(arguments: RawSocketTests.devices)
+    func ourClientsTalkToKernelServers(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
-        let os = try Self.start(hosts)
+        let os = try Self.start(hosts, device)
         let server = """
             import socket, sys, threading
             t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -253,8 +277,8 @@ import Testing
         }
     }
 
-    @Test(arguments: [0, 1, 10])
-    func hundredMegabytesEachWayWithTheKernel(lossPercent: Int) throws {
+    @Test(arguments: RawSocketTests.devices, [0, 1, 10])
+    func hundredMegabytesEachWayWithTheKernel(device: Kind, lossPercent: Int) throws {
         guard let hosts = try TestHosts.create() else { return }
         if lossPercent > 0 {
             do { try hosts.impairLoss(.b, percent: lossPercent) } catch {
@@ -263,7 +287,7 @@ import Testing
                 return
             }
         }
-        let os = try Self.start(hosts) { c in c.arpRequestTimeoutSeconds = 0.2 }
+        let os = try Self.start(hosts, device) { c in c.arpRequestTimeoutSeconds = 0.2 }
         let echo = try Echo(os, port: 7200)
         let total = lossPercent == 0 ? 100_000_000 : 20_000_000
         let script = """
