@@ -51,3 +51,14 @@ import Testing
         #expect(b >= a)
     }
 }
+
+@Suite struct DurationNanosecondsTests {
+    @Test func fastAndSlowPathsAgree() {
+        for d: Duration in [.zero, .nanoseconds(1), .nanoseconds(-1), .milliseconds(200), .seconds(-1), .seconds(9),
+                            .seconds(10), .seconds(60), .seconds(-60), .nanoseconds(Int64.max), .nanoseconds(Int64.min)] {
+            let (s, a) = d.components
+            let expected = s * 1_000_000_000 + a / 1_000_000_000
+            #expect(d.nanoseconds == expected, "\(d)")
+        }
+    }
+}
