@@ -70,6 +70,8 @@ public struct TCPConnectionStatistics: Sendable {
     public var outOfOrderSegments = 0
     public var droppedSegments = 0
     public var challengeACKs = 0
+    /// Retransmissions found spurious by their timestamps (RFC 3522), whose congestion response was undone.
+    public var spuriousRetransmissions = 0
     public init() {}
 }
 
@@ -511,6 +513,24 @@ public struct TCPConnection {
                                             nextToSend: sendMax)
         }
         if sendUnacknowledged < ack {
+            if eifelArmed {
+                // The first ACK of new data after the retransmission: if it echoes a timestamp older than the
+                // retransmission, the original arrived and the retransmission was spurious (reordering or delay,
+                // not loss): undo the congestion response (RFC 4015).
+                eifelArmed = false
+                if let ts = seg.options.timestamp, ts.echo != 0, Int32(bitPattern: ts.echo &- eifelTimestamp) < 0,
+                   let saved = eifelSaved {
+                    congestion = saved
+                    statistics.spuriousRetransmissions += 1
+                    if inRecovery {
+                        inRecovery = false
+                        inflation = 0
+                    }
+                    if eifelAfterTimeout && sendNext < sendMax { sendNext = sendMax }
+                    duplicateACKs = 0
+                }
+                eifelSaved = nil
+            }
             var acked = ack - sendUnacknowledged
             // The SYN and FIN occupy sequence space but are not data.
             if sendUnacknowledged == initialSendSequence { acked -= 1 }
@@ -593,7 +613,24 @@ public struct TCPConnection {
 
     var retransmitNextHole = false
 
+    // Spurious retransmission detection (Eifel, RFC 3522) and response (RFC 4015): the TSval of the first
+    // retransmission of a loss episode, and the congestion state before it was reduced.
+    var eifelArmed = false
+    var eifelTimestamp: UInt32 = 0
+    var eifelSaved: CongestionController?
+    var eifelAfterTimeout = false
+
+    /// Arms spurious-retransmission detection for a loss episode starting now (timestamps only).
+    mutating func armEifel(now: Instant, afterTimeout: Bool) {
+        guard timestampsOK, !eifelArmed else { return }
+        eifelArmed = true
+        eifelTimestamp = timestampNow(now)
+        eifelSaved = congestion
+        eifelAfterTimeout = afterTimeout
+    }
+
     mutating func enterRecovery(now: Instant) {
+        armEifel(now: now, afterTimeout: false)
         inRecovery = true
         recoveryPoint = sendMax
         highRetransmitted = sendUnacknowledged
@@ -732,6 +769,25 @@ public struct TCPConnection {
         var budget = 1 << 16
         while budget > 0 {
             budget -= 1
+            // Resending after a timeout: skip what the peer holds already (its SACK blocks) and stop before the
+            // next block it holds.
+            var sackLimit = Int.max
+            if sackOK && sendNext < sendMax && !scoreboard.isEmpty {
+                var skipped = false
+                for k in 0..<scoreboard.count {
+                    let r = scoreboard.range(k)
+                    if sendNext < r.left {
+                        sackLimit = r.left - sendNext
+                        break
+                    }
+                    if sendNext < r.right {
+                        sendNext = r.right < sendMax ? r.right : sendMax
+                        skipped = true
+                        break
+                    }
+                }
+                if skipped { continue }
+            }
             let end = dataEnd
             let available = end - sendNext
             let flight: Int
@@ -749,6 +805,7 @@ public struct TCPConnection {
             let windowRoom = (sendUnacknowledged + sendWindow) - sendNext
             // Two-argument mins: the variadic one builds an array (a heap allocation in unoptimized builds).
             var length = min(min(available, sendMSS), min(windowRoom, congestionRoom))
+            if sackLimit < length { length = sackLimit }
             if available > 0 && length <= 0 {
                 // Zero window with nothing in flight: probe (RFC 9293 §3.8.6.1).
                 if windowRoom <= 0 && sendUnacknowledged == sendMax && persistDeadline == nil {
@@ -762,7 +819,8 @@ public struct TCPConnection {
                 let all = length == available
                 let big = length >= maxSendWindow / 2 && maxSendWindow > 0
                 let idle = sendUnacknowledged == sendMax
-                if !(full || big || (all && (!configuration.nagle || idle))) {
+                let resend = sendNext < sendMax
+                if !(full || big || resend || (all && (!configuration.nagle || idle))) {
                     // Nothing in flight will bring an ACK: the override timeout (RFC 9293 §3.8.6.2.1) sends anyway.
                     if idle && persistDeadline == nil { persistDeadline = now + persistInterval }
                     break
@@ -1125,6 +1183,7 @@ public struct TCPConnection {
             return [.failed, .closed]
         }
         guard sendUnacknowledged < sendMax else { return [] }
+        if retransmitCount == 1 { armEifel(now: now, afterTimeout: true) } else { eifelArmed = false }
         rto.backoff()
         congestion.onRetransmissionTimeout(flightSize: sendMax - sendUnacknowledged, now: now)
         inRecovery = false
