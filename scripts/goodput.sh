@@ -4,6 +4,6 @@
 # Usage: scripts/goodput.sh [extra demi goodput options, e.g. --bytes 8388608]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scratch="${SCRATCH:-.build-perf}"
+scratch="${SCRATCH:-.build}"
 swift build -c release --scratch-path "$scratch" --product demi
 "$scratch/release/demi" goodput --output docs/GOODPUT.md "$@"
