@@ -50,48 +50,6 @@ import Testing
 
     static func python(_ script: String) -> [String] { ["python3", "-c", script] }
 
-    /// An echo server on `os`, driven one step at a time from a polling loop.
-    final class Echo {
-        let os: LibOS
-        let listener: QDesc
-        var accept: QToken?
-        var conns: [QDesc: QToken] = [:]
-        var pushes: [QToken] = []
-        var echoed = 0
-        var closed = 0
-
-        init(_ os: LibOS, port: UInt16) throws {
-            self.os = os
-            listener = try os.socket(.inet, .stream)
-            try os.bind(listener, to: SocketAddressV4(.any, port))
-            try os.listen(listener, backlog: 16)
-            accept = try os.accept(listener)
-        }
-
-        func step() throws {
-            let s = os.scheduler
-            if let qt = accept, let r = s.take(qt) {
-                if case .accepted(let c, _) = r.value { conns[c] = try os.pop(c) }
-                accept = try os.accept(listener)
-            }
-            for (c, qt) in conns {
-                guard let r = s.take(qt) else { continue }
-                guard let sga = r.sga, sga.count > 0 else {
-                    if let sga = r.sga { try os.sgafree(sga) }
-                    conns[c] = nil
-                    try os.close(c)
-                    closed += 1
-                    continue
-                }
-                echoed += sga.count
-                pushes.append(try os.push(c, sga))
-                try os.sgafree(sga)
-                conns[c] = try os.pop(c)
-            }
-            pushes.removeAll { s.take($0) != nil }
-        }
-    }
-
     @Test(arguments: RawSocketTests.devices)
     func theKernelPingsOurStack(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
@@ -132,7 +90,7 @@ import Testing
     func kernelTCPClientsTalkToOurEchoServer(device: Kind) throws {
         guard let hosts = try TestHosts.create() else { return }
         let os = try Self.start(hosts, device)
-        let echo = try Echo(os, port: 7000)
+        let echo = try EchoDriver(os, port: 7000)
         // Three clients at once, each checking its own echoed bytes.
         let script = """
             import socket, sys, threading
@@ -288,7 +246,7 @@ import Testing
             }
         }
         let os = try Self.start(hosts, device) { c in c.arpRequestTimeoutSeconds = 0.2 }
-        let echo = try Echo(os, port: 7200)
+        let echo = try EchoDriver(os, port: 7200)
         let total = lossPercent == 0 ? 100_000_000 : 20_000_000
         let script = """
             import socket, sys, threading, hashlib, random
