@@ -545,8 +545,15 @@ public struct TCPConnection {
 
             // RTT (RFC 6298 with Karn's rule; RFC 7323 timestamps when on).
             if timestampsOK, let ts = seg.options.timestamp, ts.echo != 0 {
-                let ms = Int64(Int32(bitPattern: timestampNow(now) &- ts.echo))
-                if ms >= 0 { rto.sample(.milliseconds(ms)) }
+                // After a timeout, an ACK that echoes a timestamp from before the retransmission acknowledges data
+                // that arrived long ago (its first ACK was lost; the peer echoes its stale TS.Recent): the time
+                // since is the stall, not the path's RTT, and would inflate the RTO for good.
+                let stale = timeoutTimestamp.map { Int32(bitPattern: ts.echo &- $0) < 0 } ?? false
+                if !stale {
+                    timeoutTimestamp = nil
+                    let ms = Int64(Int32(bitPattern: timestampNow(now) &- ts.echo))
+                    if ms >= 0 { rto.sample(.milliseconds(ms)) }
+                }
             } else if rttTiming && rttSequence < ack {
                 rto.sample(now - rttStart)
                 rttTiming = false
@@ -619,6 +626,8 @@ public struct TCPConnection {
     var eifelTimestamp: UInt32 = 0
     var eifelSaved: CongestionController?
     var eifelAfterTimeout = false
+    /// The TSval of the latest timeout retransmission, until an ACK echoes a newer one (see `processACK`).
+    var timeoutTimestamp: UInt32?
 
     /// Arms spurious-retransmission detection for a loss episode starting now (timestamps only).
     mutating func armEifel(now: Instant, afterTimeout: Bool) {
@@ -1184,6 +1193,7 @@ public struct TCPConnection {
         }
         guard sendUnacknowledged < sendMax else { return [] }
         if retransmitCount == 1 { armEifel(now: now, afterTimeout: true) } else { eifelArmed = false }
+        if timestampsOK { timeoutTimestamp = timestampNow(now) }
         rto.backoff()
         congestion.onRetransmissionTimeout(flightSize: sendMax - sendUnacknowledged, now: now)
         inRecovery = false
@@ -1306,3 +1316,4 @@ struct OutOfOrderQueue {
         buffers.deallocate()
     }
 }
+
