@@ -675,6 +675,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     func releaseSocket(_ i: Int) {
+        if sockets[i].hasConnection { statistics.tcpRetransmissions += sockets[i].tcp!.statistics.retransmissions }
         sockets[i].tcp?.destroy()
         sockets[i].datagrams?.destroy()
         if sockets[i].timer != Operation.none {
@@ -739,6 +740,15 @@ extension StackLibOS {
     public func tcpStatistics(_ qd: QDesc) -> TCPConnectionStatistics? {
         guard let i = try? socketIndex(qd) else { return nil }
         return sockets[i].tcp?.statistics
+    }
+
+    /// The stack's counters with the live connections' retransmissions added (closed ones are counted already).
+    public var totals: StackStatistics {
+        var t = statistics
+        for i in sockets.indices where sockets[i].inUse && sockets[i].hasConnection {
+            t.tcpRetransmissions += sockets[i].tcp!.statistics.retransmissions
+        }
+        return t
     }
 
     /// Sockets in use (application-held, accepted-pending, or lingering connections).

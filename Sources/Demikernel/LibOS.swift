@@ -274,16 +274,16 @@ public final class LibOS {
             return [("buffers_in_use", m.pool.buffersInUse), ("live_operations", m.scheduler.liveCount)]
         case .rawSockets:
             let r = raw.unsafelyUnwrapped.takeUnretainedValue()
-            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+            return Self.stackStatistics(r.device.statistics, r.totals, r.pool)
         #if AFXDP
         case .rawXDP:
             let r = xdp.unsafelyUnwrapped.takeUnretainedValue()
-            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+            return Self.stackStatistics(r.device.statistics, r.totals, r.pool)
         #endif
         #if DPDK
         case .dpdk:
             let r = dpdk.unsafelyUnwrapped.takeUnretainedValue()
-            return Self.stackStatistics(r.device.statistics, r.statistics, r.pool)
+            return Self.stackStatistics(r.device.statistics, r.totals, r.pool)
         #endif
         }
     }

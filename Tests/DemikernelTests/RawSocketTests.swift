@@ -278,6 +278,8 @@ import Testing
         if lossPercent > 0 {
             let dropped = try hosts.impairmentDrops(.b)
             #expect(dropped > 0, "the loss rules dropped nothing")
+            let stats = Dictionary(os.statistics, uniquingKeysWith: { a, _ in a })
+            #expect((stats["tcp_retransmissions"] ?? 0) > 0, "losses without retransmissions: \(stats)")
             print("\(lossPercent)% loss: nftables dropped \(dropped) packets; stack: \(os.statistics.filter { $0.1 > 0 })")
         }
     }
