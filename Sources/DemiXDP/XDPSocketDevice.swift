@@ -18,12 +18,20 @@ import Glibc
 ///   the buffer's window starts where the kernel put the frame, so the 256 bytes of XDP headroom in front of it are
 ///   free for prepending. When the last reference goes, the pool's external-release hook (set by this device) puts
 ///   the frame on the device's free stack, and the next ``receive(into:capacity:now:)`` moves it to the fill ring.
-///   Received buffers may be held as long as needed, but a held frame is not available to the kernel.
+///   Received buffers may be held as long as needed, but a held frame is not available to the kernel, nor to
+///   transmit. So the device copies under pressure: when fewer than ``Configuration/copyThreshold`` frames would
+///   stay free once the fill ring is topped up, a received frame is copied into a pool buffer and its UMEM frame
+///   recycled at once (``copiedReceives``). Without that, a TCP stack that queues received data (receive and
+///   out-of-order queues, unpopped data, an echo's retransmission queue that holds the received buffers until they
+///   are acknowledged) could hold every frame: transmit then finds no frame to copy into, drops every segment, no
+///   acknowledgment comes back, nothing is released, and the connection stalls for good.
 /// - **Transmit** copies the frame (walking its chain) into a free UMEM frame. A frame that already *is* a UMEM frame
 ///   of this device (a single segment, with no other reference, like a received frame echoed back) is handed to the
 ///   TX ring as it is, with no copy. The kernel is kicked (`sendto`, when the TX ring asks for a wakeup: always in
 ///   copy mode) by ``flush(now:)``/``flush()``, at the start of each receive, and when
-///   ``Configuration/kickThreshold`` frames are waiting. Sent frames come back through the completion ring.
+///   ``Configuration/kickThreshold`` frames are waiting. Sent frames come back through the completion ring. A frame
+///   that finds no free UMEM frame (even after a kick and taking the completions) or no TX ring slot is dropped and
+///   counted in `statistics.droppedFrames` (and ``transmitDrops``).
 /// - **Modes**: ``AttachMode/generic`` (SKB, any driver), ``AttachMode/native`` (the driver's XDP; veth has it),
 ///   ``AttachMode/automatic`` (the kernel's choice). ``BindMode/copy`` is what veth and virtio offer;
 ///   ``BindMode/zeroCopy`` needs a driver with AF_XDP zero-copy support (veth answers `EOPNOTSUPP`).
@@ -78,6 +86,11 @@ public final class XDPSocketDevice: PhysicalLayer {
         public var maxBurst = 32
         /// Frames written to the TX ring before transmit kicks the kernel by itself; nil: ``maxBurst``.
         public var kickThreshold: Int? = nil
+        /// Copy-on-pressure: a received frame is copied into a pool buffer (and its UMEM frame recycled at once)
+        /// instead of being handed over as it is when fewer than this many UMEM frames would stay free (for
+        /// transmit copies) once the fill ring is full again. nil: `max(2 * maxBurst, frameCount / 8)`; 0: never
+        /// copy (received frames can then starve transmit).
+        public var copyThreshold: Int? = nil
         /// `XDP_USE_NEED_WAKEUP`: system calls only when a ring asks for them.
         public var needWakeup = true
         /// How long to retry a bind that fails with `EBUSY`.
@@ -116,6 +129,7 @@ public final class XDPSocketDevice: PhysicalLayer {
     @usableFromInline let frameSize: Int
     @usableFromInline let frameMask: UInt64
     @usableFromInline let kickThreshold: Int
+    @usableFromInline let copyThreshold: Int
     @usableFromInline let needWakeup: Bool
     /// Frames given to the fill ring and not yet taken back from the RX ring.
     @exclusivity(unchecked) @usableFromInline var kernelReceiveFrames = 0
@@ -124,6 +138,11 @@ public final class XDPSocketDevice: PhysicalLayer {
     @exclusivity(unchecked) public private(set) var pendingTransmit = 0
     /// Frames in the TX ring or the kernel, not yet back through the completion ring.
     @exclusivity(unchecked) public private(set) var transmitInFlight = 0
+    /// Received frames copied into pool buffers because UMEM frames ran short (see ``Configuration/copyThreshold``).
+    @exclusivity(unchecked) public private(set) var copiedReceives = 0
+    /// Frames transmit dropped (no free UMEM frame, a full TX ring, a bad length, a closed socket); they are in
+    /// `statistics.droppedFrames` too.
+    @exclusivity(unchecked) public private(set) var transmitDrops = 0
     /// Frames sent without a copy (handed over as they were).
     @exclusivity(unchecked) public private(set) var zeroCopyTransmits = 0
     /// TX kicks (`sendto`) and RX wakeups (`recvfrom`) issued.
@@ -141,7 +160,8 @@ public final class XDPSocketDevice: PhysicalLayer {
         func pow2(_ x: Int) -> Bool { x > 0 && x & (x - 1) == 0 }
         guard pow2(c.frameSize), c.frameSize >= 2048, c.frameSize <= Int(sysconf(Int32(_SC_PAGESIZE))),
               c.frameCount >= 2, pow2(c.fillRingSize), pow2(c.receiveRingSize), pow2(c.transmitRingSize),
-              pow2(c.completionRingSize), c.fillRingSize < c.frameCount, c.maxBurst >= 1
+              pow2(c.completionRingSize), c.fillRingSize < c.frameCount, c.maxBurst >= 1,
+              (c.copyThreshold ?? 0) >= 0
         else { throw .invalidArgument }
         let index = cdemi_if_index(interface)
         guard index > 0 else { throw .noDevice }
@@ -247,6 +267,7 @@ public final class XDPSocketDevice: PhysicalLayer {
         frameSize = c.frameSize
         frameMask = ~UInt64(c.frameSize - 1)
         kickThreshold = max(1, c.kickThreshold ?? c.maxBurst)
+        copyThreshold = c.copyThreshold ?? max(2 * c.maxBurst, c.frameCount / 8)
         needWakeup = c.needWakeup
         bindRetries = retries
         namespaceFD = ns
@@ -404,18 +425,41 @@ public final class XDPSocketDevice: PhysicalLayer {
         }
         let f = frames
         var got = 0
+        // Frames the fill ring lacks (the next refill takes them from the free stack first).
+        var deficit = configuration.fillRingSize - kernelReceiveFrames
         for i in 0..<n {
             let d = xsk_ring_cons__rx_desc(rxRing, idx &+ UInt32(i))!
             let addr = d.pointee.addr
             let length = Int(d.pointee.len)
             let base = addr & frameMask
             let storage = area + Int(base)
-            if length >= 14,
+            deficit += 1
+            guard length >= 14 else {
+                f.pointee.free[f.pointee.freeCount] = base
+                f.pointee.freeCount += 1
+                counters.droppedFrames += 1
+                continue
+            }
+            var buffer: DemiBuffer?
+            if copyThreshold > 0 && f.pointee.freeCount - deficit < copyThreshold {
+                // Under pressure: copy, and recycle the UMEM frame at once.
+                if let b = pool.allocate(size: length) {
+                    b.baseAddress.copyMemory(from: storage + Int(addr - base), byteCount: length)
+                    f.pointee.free[f.pointee.freeCount] = base
+                    f.pointee.freeCount += 1
+                    copiedReceives += 1
+                    buffer = b
+                }
+            }
+            if buffer == nil,
                let b = pool.wrapExternal(storage: storage, capacity: frameSize, offset: Int(addr - base),
                                          length: length, object: storage) {
+                f.pointee.wrapped += 1
+                buffer = b
+            }
+            if let b = buffer {
                 out[got] = b
                 got += 1
-                f.pointee.wrapped += 1
                 counters.receivedFrames += 1
                 counters.receivedBytes += length
             } else {
@@ -436,7 +480,7 @@ public final class XDPSocketDevice: PhysicalLayer {
         let length = frame.chainCount
         guard socket != nil, length >= 14, length <= frameSize else {
             frame.releaseChain()
-            counters.droppedFrames += 1
+            dropTransmit()
             return false
         }
         let f = frames
@@ -447,7 +491,7 @@ public final class XDPSocketDevice: PhysicalLayer {
             reapCompletions()
             guard xsk_ring_prod__reserve(txRing, 1, &idx) == 1 else {
                 frame.releaseChain()
-                counters.droppedFrames += 1
+                dropTransmit()
                 return false
             }
         }
@@ -456,11 +500,18 @@ public final class XDPSocketDevice: PhysicalLayer {
             desc.pointee.addr = addr
             zeroCopyTransmits += 1
         } else {
-            if f.pointee.freeCount == 0 { reapCompletions() }
+            if f.pointee.freeCount == 0 {
+                reapCompletions()
+                if f.pointee.freeCount == 0 && transmitInFlight > 0 {
+                    // Copy mode completes frames only when the kernel is kicked: kick the ones waiting, look again.
+                    flush(force: true)
+                    reapCompletions()
+                }
+            }
             guard f.pointee.freeCount > 0 else {
                 txRing.pointee.cached_prod &-= 1        // give the reserved slot back
                 frame.releaseChain()
-                counters.droppedFrames += 1
+                dropTransmit()
                 return false
             }
             f.pointee.freeCount -= 1
@@ -485,6 +536,12 @@ public final class XDPSocketDevice: PhysicalLayer {
         pendingTransmit += 1
         if pendingTransmit >= kickThreshold { flush() }
         return true
+    }
+
+    @inline(never)
+    func dropTransmit() {
+        counters.droppedFrames += 1
+        transmitDrops += 1
     }
 
     /// If `frame` is one of this device's UMEM frames, single-segment and referenced only by the caller, takes it

@@ -360,6 +360,74 @@ import TestHostFixture
         #expect(poolB.buffersInUse == 0)
     }
 
+    // MARK: - Copy-on-pressure
+
+    /// Received frames the application holds must not starve transmit: once fewer than `copyThreshold` UMEM frames
+    /// would stay free, received frames are copied into pool buffers and their UMEM frames recycled at once, so
+    /// transmit still finds frames to copy into while hundreds of received buffers are held (as TCP does with its
+    /// receive, out-of-order and retransmission queues). With copying off (`copyThreshold = 0`) held frames take the
+    /// whole UMEM and transmit drops, counted in `droppedFrames`.
+    @Test(arguments: [64, 0])
+    func heldReceivesDoNotStarveTransmit(copyThreshold: Int) throws {
+        guard let h = try hosts() else { return }
+        defer { h.destroy() }
+        let poolA = BufferPool(), poolB = BufferPool()
+        guard let a = try openXDP(h, .a, poolA, configure: { $0.frameCount = 256; $0.fillRingSize = 128
+            $0.receiveRingSize = 128; $0.transmitRingSize = 64; $0.completionRingSize = 64
+            $0.copyThreshold = copyThreshold }) else { return }
+        guard let b = try openPacket(h, .b, poolB) else { try close(h, .a, a); return }
+
+        // 400 frames in rounds of 80 (under the RX ring size), every one held.
+        var held: [DemiBuffer] = []
+        var sent: [[UInt8]] = []
+        var received: [[UInt8]] = []
+        for round in 0..<5 {
+            for i in 0..<80 {
+                let f = testFrame(round * 80 + i, from: b.macAddress, to: a.macAddress)
+                sent.append(f)
+                b.transmit(buffer(f, poolB, chained: false), now: .now())
+            }
+            b.flush()
+            received += collect(a, count: 80, seconds: 1, hold: true) { held.append($0) }
+        }
+        let heldUMEM = a.heldFrames
+        // Transmit while holding everything: 100 frames a -> b.
+        var transmitted = 0
+        for i in 0..<100 {
+            if a.transmit(buffer(testFrame(5000 + i, from: a.macAddress, to: b.macAddress), poolA, chained: false),
+                          now: .now()) { transmitted += 1 }
+        }
+        a.flush()
+        let atB = collect(b, count: transmitted, seconds: transmitted > 0 ? 2 : 0.2)
+        let s = a.statistics
+        print("XDP copy-on-pressure (copyThreshold \(copyThreshold)): \(received.count) received and held, "
+            + "\(heldUMEM) of them UMEM frames, \(a.copiedReceives) copied; transmit \(transmitted)/100, "
+            + "\(a.transmitDrops) dropped; kernel: \(String(describing: a.kernelStatistics))")
+        if copyThreshold > 0 {
+            #expect(received.count == 400)
+            #expect(received == sent, "frames differ or are out of order")
+            #expect(heldUMEM <= 256 - 128 - copyThreshold, "zero-copy receives must leave the reserve free")
+            #expect(heldUMEM >= 32, "no pressure, no copy: the first frames are handed over as they are")
+            #expect(a.copiedReceives == held.count - heldUMEM)
+            #expect(held.filter { $0.header.pointee.kind == BufferHeader.Kind.external }.count == heldUMEM)
+            #expect(transmitted == 100 && a.transmitDrops == 0 && atB.count == 100)
+            #expect(s.droppedFrames == 0)
+        } else {
+            #expect(a.copiedReceives == 0)
+            #expect(heldUMEM == held.count)
+            #expect(transmitted < 100, "every UMEM frame is held: transmit has nothing to copy into")
+            #expect(a.transmitDrops == 100 - transmitted)
+            #expect(s.droppedFrames >= a.transmitDrops, "dropped transmits count in droppedFrames")
+            #expect(s.transmittedFrames == transmitted)
+        }
+        for f in held { f.release() }
+        #expect(a.heldFrames == 0)
+        expectAllFramesAccounted(a, poolA)
+        try close(h, .a, a)
+        b.close()
+        #expect(poolB.buffersInUse == 0)
+    }
+
     // MARK: - Latency
 
     /// Round trips of a 64-byte frame a -> b -> a on one thread, b echoing the received buffer (MACs swapped):
