@@ -45,7 +45,8 @@ extension Configuration {
 
 #if AFXDP
 /// The raw-socket libOS on AF_XDP (`raw_socket.device: af_xdp`): the same stack on an XDP socket (copy mode; UMEM
-/// frames reach the application without a copy).
+/// frames reach the application without a copy while UMEM frames are plentiful; the device copies when they run
+/// short, so frames held by TCP never starve transmit).
 public typealias XDPSocketLibOS = StackLibOS<XDPSocketDevice>
 
 extension StackLibOS where Device == XDPSocketDevice {
@@ -75,15 +76,22 @@ extension StackLibOS where Device == DPDKDevice {
         guard let ip = c.localIPv4Address else { throw ConfigurationError.invalidValue(key: "local_ipv4_addr", value: "") }
         let pool = BufferPool()
         let device: DPDKDevice
+        // Our net_af_packet vdevs get ring frames that hold a whole datagram (the driver has the kernel reassemble
+        // IPv4 fragments for it) and the 64 KiB receive mbufs such frames need.
         if DPDKEnvironment.isInitialized {
             guard let name = c.interfaceName else { throw DPDKError.ealAlreadyInitialized(arguments: DPDKEnvironment.arguments ?? []) }
-            device = try DPDKDevice(attaching: "\(DPDKEnvironment.uniqueDeviceName()),iface=\(name)", pool: pool)
+            device = try DPDKDevice(attaching: DPDKEnvironment.afPacketDevargs(DPDKEnvironment.uniqueDeviceName(),
+                                                                               interface: name),
+                                    pool: pool, configuration: .afPacket)
         } else {
             var args = c.ealArguments.filter { !$0.isEmpty }
+            var dc = DPDKDevice.Configuration()
             if args.isEmpty {
-                args = DPDKEnvironment.defaultArguments(vdev: c.interfaceName.map { "net_af_packet0,iface=\($0)" })
+                args = DPDKEnvironment.defaultArguments(
+                    vdev: c.interfaceName.map { DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: $0) })
+                if c.interfaceName != nil { dc = .afPacket }
             }
-            device = try DPDKDevice(ealArguments: args, pool: pool)
+            device = try DPDKDevice(ealArguments: args, pool: pool, configuration: dc)
         }
         return DPDKLibOS(device: device, pool: pool, configuration: c.stackConfiguration(mac: device.macAddress, ip: ip))
     }
