@@ -127,6 +127,38 @@ public enum DPDKEnvironment {
         }
     }
 
+    /// Ring frame size for `net_af_packet` vdevs made by ``afPacketDevargs(_:interface:frames:)``.
+    ///
+    /// DPDK 22.11's `net_af_packet` always joins its sockets to a fanout group with `PACKET_FANOUT_FLAG_DEFRAG`, so
+    /// the kernel reassembles IPv4 fragments before the driver sees them and hands over each datagram as **one**
+    /// frame. With the driver's default 2048-byte ring frames a datagram longer than about 1,960 bytes is truncated
+    /// to that (and the stack drops it as malformed: its IP total length exceeds the frame).
+    ///
+    /// This size is the largest whose frame data (the frame less 32 bytes of `tpacket2_hdr`) fits a 64 KiB mbuf
+    /// after its headroom (the driver copies a frame into one mbuf and refuses to set up its RX queue otherwise), and
+    /// of which 32 make whole pages (the driver addresses frame `i` at `i × framesz` in the ring, the kernel at its
+    /// block's start plus its place in the block: the two agree only when a block holds a whole number of frames
+    /// exactly). With 4 KiB pages: 65,408 bytes, so a reassembled IP datagram of up to 65,328 bytes arrives whole.
+    public static let afPacketFrameSize: Int = {
+        let page = max(4096, Int(getpagesize()))
+        let limit = 65_535 - Int(cdpdk_mbuf_headroom()) + 32
+        return page * ((limit * afPacketFramesPerBlock) / page) / afPacketFramesPerBlock
+    }()
+    /// Ring frames per block (see ``afPacketFrameSize``); the block is a whole number of pages.
+    public static let afPacketFramesPerBlock = 32
+    /// The receive mbuf data room (headroom included) that holds an ``afPacketFrameSize`` ring frame.
+    public static let afPacketReceiveDataRoom = 65_535
+
+    /// `net_af_packet` device arguments for `interface` whose ring frames hold a whole reassembled datagram (see
+    /// ``afPacketFrameSize``): blocks of 32 frames, `frames` frames per ring (rounded up to a multiple of 32; kernel
+    /// memory: about 64 KiB × frames for each of the RX and TX rings). Open the device with
+    /// ``DPDKDevice/Configuration/afPacket``, whose receive mbufs hold such a frame.
+    public static func afPacketDevargs(_ name: String, interface: String, frames: Int = 256) -> String {
+        let k = afPacketFramesPerBlock
+        let count = max(1, (frames + k - 1) / k) * k
+        return "\(name),iface=\(interface),blocksz=\(afPacketFrameSize * k),framesz=\(afPacketFrameSize),framecnt=\(count)"
+    }
+
     /// The valid ports, whether or not a device holds them.
     public static var ports: [UInt16] {
         guard isInitialized else { return [] }
@@ -192,24 +224,31 @@ public enum DPDKEnvironment {
     static func unhold(_ port: UInt16) { _ = state.withLock { $0.heldPorts.remove(port) } }
 }
 
-/// Wrapped mbufs not yet released, and the mempool they belong to, which is freed when the device is closed and the
-/// last of them has come back.
+/// Wrapped mbufs not yet released, and the mempools they belong to, which are freed when the device is closed and
+/// the last of them has come back.
 final class MbufLedger {
     var outstanding = 0
     var mempool: UnsafeMutableRawPointer?
+    /// The receive mempool if it is a separate one.
+    var receiveMempool: UnsafeMutableRawPointer?
     var closed = false
     unowned(unsafe) let pool: BufferPool
 
-    init(mempool: UnsafeMutableRawPointer, pool: BufferPool) {
+    init(mempool: UnsafeMutableRawPointer, receiveMempool: UnsafeMutableRawPointer?, pool: BufferPool) {
         self.mempool = mempool
+        self.receiveMempool = receiveMempool
         self.pool = pool
     }
 
-    /// Frees the mempool once closed and idle, and drops the reference the pool's hook held.
+    /// Frees the mempools once closed and idle, and drops the reference the pool's hook held.
     func finishIfIdle() {
         guard closed, outstanding == 0, let mp = mempool else { return }
         mempool = nil
         cdpdk_pool_free(mp)
+        if let rx = receiveMempool {
+            receiveMempool = nil
+            cdpdk_pool_free(rx)
+        }
         pool.setExternalRelease(nil, context: nil)
         Unmanaged.passUnretained(self).release()
     }
@@ -231,7 +270,11 @@ private func releaseWrappedMbuf(_ object: UnsafeMutableRawPointer?, _ context: U
 ///   (``BufferPool/wrapExternal(storage:capacity:offset:length:object:)``): the buffer's storage is the mbuf's data
 ///   room and its window the mbuf's data, so the headroom in front (128 bytes) is free for prepending. A multi-segment
 ///   mbuf becomes a chain of buffers. When the last reference goes, the pool's external-release hook (set by this
-///   device) frees the mbuf segment (`rte_pktmbuf_free_seg`). Held buffers keep mbufs out of the mempool.
+///   device) frees the mbuf segment (`rte_pktmbuf_free_seg`). Held buffers keep mbufs out of the mempool, so while
+///   fewer than ``Configuration/receiveCopyBelow`` (default: half) of the receive mempool's mbufs are free, frames
+///   are copied into pool buffers instead and their mbufs returned at once (copy-on-pressure, ``copiedReceives``):
+///   a stack that holds many received frames (TCP send queues of an echo, out-of-order queues) cannot drain the
+///   mempool, after which the driver would receive nothing and transmit copies would fail.
 /// - **Transmit** copies the frame (walking its chain) into a fresh mbuf. A frame that already *is* a mbuf of this
 ///   device (one segment, no other reference, like a received frame echoed back) is handed over as it is, with its
 ///   window. Frames are queued and sent with one `rte_eth_tx_burst` per ``flush(now:)`` (the stack calls it once at
@@ -248,12 +291,27 @@ private func releaseWrappedMbuf(_ object: UnsafeMutableRawPointer?, _ context: U
 /// most one DPDK device (or other device with external memory).
 public final class DPDKDevice: PhysicalLayer {
     public struct Configuration: Sendable, Hashable {
-        /// Mbufs in the device's mempool (a power of two minus one is the most memory-efficient).
+        /// Mbufs in the device's mempool (a power of two minus one is the most memory-efficient): the transmit
+        /// copies, and the received frames unless ``receiveMbufDataRoom`` sets up a separate receive mempool.
         public var mbufCount = 8191
         /// Per-lcore mempool cache (used only on EAL threads).
         public var mbufCacheSize = 0
         /// Data room of each mbuf, headroom included; nil: `RTE_MBUF_DEFAULT_BUF_SIZE` (2048 + 128).
         public var mbufDataRoom: Int? = nil
+        /// A separate receive mempool of ``receiveMbufCount`` mbufs with this data room (headroom included), for a
+        /// driver whose received frames exceed a transmit mbuf: `net_af_packet` with
+        /// ``DPDKEnvironment/afPacketDevargs(_:interface:frames:)``, whose socket joins a fanout group with
+        /// `PACKET_FANOUT_FLAG_DEFRAG`, so the kernel reassembles IPv4 fragments and hands over whole datagrams (up to
+        /// 64 KiB). nil: one mempool for both directions.
+        public var receiveMbufDataRoom: Int? = nil
+        /// Mbufs in the separate receive mempool (see ``receiveMbufDataRoom``).
+        public var receiveMbufCount = 255
+        /// Copy-on-pressure: while fewer than this many mbufs of the receive mempool are free (checked once per
+        /// receive burst), received frames are copied into pool buffers and their mbufs returned at once, instead of
+        /// being wrapped without a copy, so buffers the stack holds for long (TCP receive and out-of-order queues,
+        /// unread datagrams) cannot drain the mempool and stall reception. nil: half the receive mempool; 0: never
+        /// copy; `Int.max`: always copy.
+        public var receiveCopyBelow: Int? = nil
         public var receiveDescriptors = 1024
         public var transmitDescriptors = 1024
         /// Frames per receive call and per transmit batch at most (reported in ``capabilities``).
@@ -265,6 +323,17 @@ public final class DPDKDevice: PhysicalLayer {
         /// free again.
         public var removeDeviceOnClose = true
         public init() {}
+
+        /// For a `net_af_packet` vdev made by ``DPDKEnvironment/afPacketDevargs(_:interface:frames:)`` (ring frames of
+        /// ``DPDKEnvironment/afPacketFrameSize`` bytes): 64 KiB receive mbufs in a separate mempool of 255 (about
+        /// 17 MB), which hold a datagram the kernel reassembled, and a smaller transmit mempool (the driver copies a
+        /// transmitted mbuf into its ring and frees it at once).
+        public static var afPacket: Configuration {
+            var c = Configuration()
+            c.mbufCount = 2047
+            c.receiveMbufDataRoom = DPDKEnvironment.afPacketReceiveDataRoom
+            return c
+        }
     }
 
     /// Checksum offloads (and the raw `RTE_ETH_*_OFFLOAD_*` bits) the port reports.
@@ -301,6 +370,10 @@ public final class DPDKDevice: PhysicalLayer {
     public let maxTransmitFrame: Int
 
     @usableFromInline let mempool: UnsafeMutableRawPointer
+    /// The mempool the RX queue allocates from (``mempool`` unless a separate one is configured).
+    @usableFromInline let receiveMempool: UnsafeMutableRawPointer
+    /// Copy-on-pressure threshold (see ``Configuration/receiveCopyBelow``).
+    @usableFromInline let copyBelow: Int
     let ledger: MbufLedger
     @usableFromInline let burst: Int
     @usableFromInline let rxScratch: UnsafeMutablePointer<UnsafeMutableRawPointer?>
@@ -311,6 +384,8 @@ public final class DPDKDevice: PhysicalLayer {
     @exclusivity(unchecked) public private(set) var isOpen = true
     /// Frames sent without a copy (received mbufs handed back to the driver).
     @exclusivity(unchecked) public private(set) var zeroCopyTransmits = 0
+    /// Received frames copied into pool buffers because the receive mempool ran low (copy-on-pressure).
+    @exclusivity(unchecked) public private(set) var copiedReceives = 0
     /// `rte_eth_tx_burst` calls.
     @exclusivity(unchecked) public private(set) var transmitBursts = 0
 
@@ -334,13 +409,30 @@ public final class DPDKDevice: PhysicalLayer {
                                          UInt16(clamping: dataRoom), info.socket_id)
         else { throw .mempoolFailed(name: poolName, code: cdpdk_errno()) }
 
+        var rxPool: UnsafeMutableRawPointer?
+        var rxCount = max(64, c.mbufCount)
+        if let room = c.receiveMbufDataRoom {
+            rxCount = max(64, c.receiveMbufCount)
+            let rxName = "demi_rx\(DPDKEnvironment.nextPoolNumber())"
+            guard let rmp = cdpdk_pool_create(rxName, UInt32(rxCount), UInt32(max(0, c.mbufCacheSize)),
+                                              UInt16(clamping: room), info.socket_id)
+            else {
+                let code = cdpdk_errno()
+                cdpdk_pool_free(mp)
+                throw .mempoolFailed(name: rxName, code: code)
+            }
+            rxPool = rmp
+        }
+        let rxmp = rxPool ?? mp
+
         var step: Int32 = 0
-        let rs = cdpdk_port_start(port, mp, UInt16(clamping: c.receiveDescriptors), UInt16(clamping: c.transmitDescriptors),
-                                  0, 0, c.promiscuous ? 1 : 0, &step)
+        let rs = cdpdk_port_start(port, rxmp, UInt16(clamping: c.receiveDescriptors),
+                                  UInt16(clamping: c.transmitDescriptors), 0, 0, c.promiscuous ? 1 : 0, &step)
         guard rs == 0 else {
             _ = cdpdk_port_stop_close(port)
             if c.removeDeviceOnClose { _ = cdpdk_vdev_remove(name) }
             cdpdk_pool_free(mp)
+            if let rmp = rxPool { cdpdk_pool_free(rmp) }
             let steps = ["", "configure", "descriptors", "rxQueue", "txQueue", "promiscuous", "start"]
             throw .portSetupFailed(port: port, step: steps[Int(max(0, min(6, step)))], code: -rs)
         }
@@ -359,7 +451,9 @@ public final class DPDKDevice: PhysicalLayer {
         configuration = c
         self.pool = pool
         mempool = mp
-        ledger = MbufLedger(mempool: mp, pool: pool)
+        receiveMempool = rxmp
+        copyBelow = max(0, c.receiveCopyBelow ?? rxCount / 2)
+        ledger = MbufLedger(mempool: mp, receiveMempool: rxPool, pool: pool)
         rxScratch = .allocate(capacity: burst)
         pending = .allocate(capacity: burst)
         pendingLengths = .allocate(capacity: burst)
@@ -412,9 +506,21 @@ public final class DPDKDevice: PhysicalLayer {
 
     // MARK: - Introspection
 
-    /// Mbufs of this device's mempool in use (held by us, the driver or the application), and free.
-    public var mempoolInUse: Int { ledger.mempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0 }
-    public var mempoolAvailable: Int { ledger.mempool.map { Int(cdpdk_pool_available($0)) } ?? 0 }
+    /// Mbufs of this device's mempools in use (held by us, the driver or the application), and free (the receive
+    /// mempool included if it is a separate one).
+    public var mempoolInUse: Int {
+        (ledger.mempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
+            + (ledger.receiveMempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
+    }
+    public var mempoolAvailable: Int {
+        (ledger.mempool.map { Int(cdpdk_pool_available($0)) } ?? 0)
+            + (ledger.receiveMempool.map { Int(cdpdk_pool_available($0)) } ?? 0)
+    }
+    /// Free mbufs of the mempool the RX queue allocates from (what copy-on-pressure watches).
+    public var receiveMempoolAvailable: Int {
+        guard ledger.mempool != nil else { return 0 }
+        return Int(cdpdk_pool_available(receiveMempool))
+    }
     /// Received mbufs wrapped as buffers and not yet released.
     public var wrappedMbufs: Int { ledger.outstanding }
     /// Frames queued for the next `rte_eth_tx_burst`.
@@ -450,8 +556,18 @@ public final class DPDKDevice: PhysicalLayer {
         if pendingCount > 0 { flushPending() }
         guard isOpen, capacity > 0 else { return 0 }
         let n = Int(cdpdk_rx_burst(port, 0, rxScratch, UInt16(min(capacity, burst))))
+        guard n > 0 else { return 0 }
         var out = 0
         var seg = cdpdk_segment()
+        if copyBelow > 0 && (copyBelow == Int.max || Int(cdpdk_pool_available(receiveMempool)) < copyBelow) {
+            for i in 0..<n {
+                if let f = copyOut(rxScratch[i].unsafelyUnwrapped, &seg) {
+                    frames[out] = f
+                    out += 1
+                }
+            }
+            return out
+        }
         for i in 0..<n {
             if let f = wrap(rxScratch[i].unsafelyUnwrapped, &seg) {
                 frames[out] = f
@@ -459,6 +575,34 @@ public final class DPDKDevice: PhysicalLayer {
             }
         }
         return out
+    }
+
+    /// The mbuf's frame (all its segments) copied into one pool buffer; the mbuf goes back to its mempool at once.
+    /// Nil (the frame dropped) for a runt or when the pool has no buffer.
+    func copyOut(_ m: UnsafeMutableRawPointer, _ seg: inout cdpdk_segment) -> DemiBuffer? {
+        cdpdk_mbuf_describe(m, &seg)
+        let total = Int(seg.pkt_len)
+        guard total >= 14, let b = pool.allocate(size: total) else {
+            cdpdk_mbuf_free(m)
+            counters.droppedFrames += 1
+            return nil
+        }
+        var at = b.baseAddress
+        var left = total
+        var cur: UnsafeMutableRawPointer? = m
+        while let c = cur, left > 0 {
+            if c != m { cdpdk_mbuf_describe(c, &seg) }
+            let k = min(Int(seg.data_len), left)
+            at.copyMemory(from: seg.buf_addr.unsafelyUnwrapped + Int(seg.data_off), byteCount: k)
+            at += k
+            left -= k
+            cur = seg.next
+        }
+        cdpdk_mbuf_free(m)
+        copiedReceives += 1
+        counters.receivedFrames += 1
+        counters.receivedBytes += total
+        return b
     }
 
     /// The mbuf (and its further segments) as a buffer chain, or nil if it is a runt or no header was free.
@@ -545,6 +689,7 @@ public final class DPDKDevice: PhysicalLayer {
               let m = h.pointee.external, let storage = h.pointee.storage,
               h.pointee.owner == Unmanaged.passUnretained(pool).toOpaque(),
               cdpdk_mbuf_is_own(m, mempool, storage) != 0
+                || (receiveMempool != mempool && cdpdk_mbuf_is_own(m, receiveMempool, storage) != 0)
         else { return nil }
         cdpdk_mbuf_set_window(m, UInt16(h.pointee.offset), UInt16(h.pointee.length))
         h.pointee.external = nil      // the hook sees nil and leaves the mbuf to the driver

@@ -35,16 +35,21 @@ import TestHostFixture
     }
 
     /// Opens a DPDK device on `veth0` in namespace a: EAL start-up with the vdev the first time, hot-plug afterwards.
-    func openDPDK(_ h: TestHosts, _ pool: BufferPool) throws -> DPDKDevice {
-        try h.withNamespace(.a) { () throws -> DPDKDevice in
+    /// `afPacket`: the vdev with ring frames that hold a whole reassembled datagram, and the matching configuration.
+    func openDPDK(_ h: TestHosts, _ pool: BufferPool, afPacket: Bool = false,
+                  configuration: DPDKDevice.Configuration = DPDKDevice.Configuration()) throws -> DPDKDevice {
+        let c = afPacket ? DPDKDevice.Configuration.afPacket : configuration
+        func devargs(_ name: String) -> String {
+            afPacket ? DPDKEnvironment.afPacketDevargs(name, interface: h.interface) : "\(name),iface=\(h.interface)"
+        }
+        return try h.withNamespace(.a) { () throws -> DPDKDevice in
             if !DPDKEnvironment.isInitialized {
                 let huge = DPDKEnvironment.hugepagesAvailable()
-                let args = DPDKEnvironment.defaultArguments(vdev: "net_af_packet0,iface=\(h.interface)", hugepages: huge)
+                let args = DPDKEnvironment.defaultArguments(vdev: devargs("net_af_packet0"), hugepages: huge)
                 print("DPDKDeviceTests: rte_eal_init \(args.joined(separator: " "))")
-                return try DPDKDevice(ealArguments: args, pool: pool)
+                return try DPDKDevice(ealArguments: args, pool: pool, configuration: c)
             }
-            let name = DPDKEnvironment.uniqueDeviceName()
-            return try DPDKDevice(attaching: "\(name),iface=\(h.interface)", pool: pool)
+            return try DPDKDevice(attaching: devargs(DPDKEnvironment.uniqueDeviceName()), pool: pool, configuration: c)
         }
     }
 
@@ -90,6 +95,18 @@ import TestHostFixture
     #else
     static let build = "release build"
     #endif
+
+    /// The bytes of a (possibly chained) frame.
+    func chainBytes(_ f: DemiBuffer) -> [UInt8] {
+        var out: [UInt8] = []
+        var h: UnsafeMutablePointer<BufferHeader>? = f.header
+        while let c = h {
+            out += UnsafeRawBufferPointer(start: c.pointee.storage.unsafelyUnwrapped + Int(c.pointee.offset),
+                                          count: Int(c.pointee.length))
+            h = c.pointee.next
+        }
+        return out
+    }
 
     func isTestFrame(_ b: [UInt8]) -> Bool { b.count >= 18 && b[12] == 0x88 && b[13] == 0xB5 }
 
@@ -339,6 +356,118 @@ import TestHostFixture
             + "DPDK net_af_packet a -> AF_PACKET b echo: \(percentiles(dpdkFirst)); "
             + "AF_PACKET b -> DPDK a echo (zero-copy): \(percentiles(dpdkEchoes)); "
             + "AF_PACKET a -> AF_PACKET b echo: \(percentiles(packetOnly))")
+    }
+    /// net_af_packet has the kernel reassemble IPv4 fragments (its fanout group has `PACKET_FANOUT_FLAG_DEFRAG`), so
+    /// a fragmented datagram arrives as one frame as long as the whole datagram. With the default 2048-byte ring
+    /// frames it was cut to about 1,980 bytes; with ``DPDKEnvironment/afPacketDevargs`` and the `.afPacket`
+    /// configuration (64 KiB receive mbufs) it arrives whole, up to 65,328 bytes of IP datagram.
+    @Test func kernelReassembledDatagramsArriveWhole() throws {
+        guard let h = try hosts() else { return }
+        let pool = BufferPool()
+        let dev = try openDPDK(h, pool, afPacket: true)
+        defer {
+            try? h.withNamespace(.a) { dev.close() }
+            h.destroy()
+        }
+        #expect(dev.capabilities.mtu == 1500)
+        #expect(DPDKEnvironment.afPacketFrameSize % 16 == 0
+            && (DPDKEnvironment.afPacketFrameSize * DPDKEnvironment.afPacketFramesPerBlock) % Int(getpagesize()) == 0)
+        let inUseAtStart = dev.mempoolInUse
+        let ourMAC = h.ourMAC.map { String(format: "%02x", $0) }.joined(separator: ":")
+        _ = try h.run(in: .b, ["ip", "neigh", "replace", h.ourIP, "lladdr", ourMAC, "dev", h.interface])
+        let sizes = [1473, 8000, 30000, 65000]
+        let script = """
+            import socket, sys
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for size in [int(x) for x in sys.argv[2:]]:
+                s.sendto(bytes((size + k) % 251 for k in range(size)), (sys.argv[1], 9999))
+            """
+        let child = try h.spawn(in: .b, ["python3", "-c", script, h.ourIP] + sizes.map(String.init))
+        _ = child.waitUntilExit()
+
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
+        defer { out.deallocate() }
+        var got: [Int: [UInt8]] = [:]
+        var kinds: Set<UInt8> = []
+        let deadline = Instant.now().rawValue + 3_000_000_000
+        while got.count < sizes.count && Instant.now().rawValue < deadline {
+            let n = dev.receive(into: out, capacity: 32, now: .now())
+            for i in 0..<n {
+                kinds.insert(out[i].header.pointee.kind)
+                let f = chainBytes(out[i])
+                out[i].releaseChain()
+                // IPv4 to UDP port 9999: the payload, keyed by the UDP length.
+                guard f.count >= 42, f[12] == 0x08, f[13] == 0x00, f[23] == 17, f[36] == 0x27, f[37] == 0x0F
+                else { continue }
+                #expect(f[20] & 0x3F == 0 && f[21] == 0, "not a fragment: the kernel reassembled it")
+                let total = Int(f[16]) << 8 | Int(f[17])
+                #expect(f.count == 14 + total)
+                got[total - 28] = Array(f[42...])
+            }
+            if n == 0 { usleep(100) }
+        }
+        for size in sizes {
+            let want = (0..<size).map { UInt8((size + $0) % 251) }
+            #expect(got[size] == want, "a \(size)-byte datagram arrives whole")
+        }
+        #expect(kinds == [BufferHeader.Kind.external], "wrapped without a copy while the mempool is not low")
+        #expect(dev.statistics.droppedFrames == 0 && dev.copiedReceives == 0)
+        #expect(pool.buffersInUse == 0 && dev.wrappedMbufs == 0 && dev.mempoolInUse == inUseAtStart)
+    }
+
+    /// Copy-on-pressure: a receiver that holds every frame it gets (as TCP queues and unread datagrams do) would
+    /// drain the mempool, after which the driver receives nothing more. Below half the mempool free, frames are
+    /// copied into pool buffers and their mbufs returned at once, so reception goes on.
+    @Test func copyOnPressureKeepsReceivingWhileBuffersAreHeld() throws {
+        guard let h = try hosts() else { return }
+        let poolA = BufferPool(), poolB = BufferPool()
+        var c = DPDKDevice.Configuration()
+        c.mbufCount = 255
+        let a = try openDPDK(h, poolA, configuration: c)
+        defer {
+            try? h.withNamespace(.a) { a.close() }
+            h.destroy()
+        }
+        let b = try openPacket(h, .b, poolB)
+        let inUseAtStart = a.mempoolInUse
+        let count = 1000, batch = 50
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 64)
+        defer { out.deallocate() }
+        var held: [DemiBuffer] = []
+        var seen = Set<Int>()
+        var kinds: [UInt8: Int] = [:]
+        for start in stride(from: 0, to: count, by: batch) {
+            for i in start..<(start + batch) {
+                let bytes = testFrame(i, from: b.macAddress, to: a.macAddress)
+                let f = poolB.allocate(size: bytes.count)!
+                bytes.withUnsafeBytes { _ = f.write($0) }
+                b.transmit(f, now: .now())
+            }
+            b.flush(now: .now())
+            let deadline = Instant.now().rawValue + 2_000_000_000
+            while seen.count < start + batch && Instant.now().rawValue < deadline {
+                let n = a.receive(into: out, capacity: 64, now: .now())
+                for i in 0..<n {
+                    let f = chainBytes(out[i])
+                    guard isTestFrame(f) else { out[i].releaseChain(); continue }
+                    let seq = f.withUnsafeBytes { Int(UInt32(bigEndian: $0.loadUnaligned(fromByteOffset: 14, as: UInt32.self))) }
+                    #expect(f == testFrame(seq, from: b.macAddress, to: a.macAddress))
+                    seen.insert(seq)
+                    kinds[out[i].header.pointee.kind, default: 0] += 1
+                    held.append(out[i])
+                }
+                if n == 0 { usleep(50) }
+            }
+        }
+        #expect(seen.count == count, "every frame received while \(held.count) are held")
+        #expect(a.copiedReceives > 0 && a.wrappedMbufs <= 255 / 2 + a.capabilities.maxBurst)
+        #expect(kinds[BufferHeader.Kind.external, default: 0] == a.wrappedMbufs)
+        #expect(a.receiveMempoolAvailable > 0)
+        for f in held { f.releaseChain() }
+        held.removeAll()
+        #expect(a.wrappedMbufs == 0 && poolA.buffersInUse == 0)
+        #expect(a.mempoolInUse == inUseAtStart, "every received mbuf is back in the mempool")
+        #expect(a.statistics.droppedFrames == 0)
     }
 }
 #endif
