@@ -3,6 +3,7 @@
 # throughput with 64 KiB messages, each configuration median of REPS runs. Writes docs/benchmarks/catpowder.md.
 #
 #   sudo scripts/bench-catpowder.sh            (COUNT=20000 REPS=3 by default)
+#   sudo XDP=1 scripts/bench-catpowder.sh      also catpowder on AF_XDP (builds with the AFXDP trait; needs libxdp-dev)
 #
 # Test hosts (scripts/testhosts.sh): host a has the echo server, host b the client, joined by a veth pair in
 # 198.18.N.0/24 with no default route. Three setups on the same link:
@@ -15,7 +16,9 @@ cd "$(dirname "$0")/.."
 count=${COUNT:-20000}
 reps=${REPS:-3}
 [ "$(id -u)" = 0 ] || { echo "bench-catpowder: needs root (network namespaces, AF_PACKET)" >&2; exit 1; }
-swift build -c release --product demi >/dev/null
+traits=()
+[ "${XDP:-0}" = 1 ] && traits=(--traits AFXDP)
+swift build -c release "${traits[@]}" --product demi >/dev/null
 demi=$PWD/.build/release/demi
 name=bench$$
 n=${SUBNET_INDEX:-78}
@@ -56,17 +59,21 @@ kernel_server="LIBOS=catnap"
 ours_server="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"
 kernel_client="LIBOS=catnap"
 ours_client="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3"
+setups="kernel kernel-ours ours"
+[ "${XDP:-0}" = 1 ] && setups="$setups kernel-xdp xdp"
 
 rows=()
 for proto in tcp udp; do
     for size in 64 65536; do
         [ "$proto" = udp ] && [ "$size" = 65536 ] && continue
         declare -A p50 p99 gb
-        for setup in kernel kernel-ours ours; do
+        for setup in $setups; do
             case $setup in
                 kernel) s=$kernel_server; a=198.18.$n.4; c=$kernel_client;;
                 kernel-ours) s=$ours_server; a=198.18.$n.1; c=$kernel_client;;
                 ours) s=$ours_server; a=198.18.$n.1; c=$ours_client;;
+                kernel-xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c=$kernel_client;;
+                xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c="$ours_client RAW_SOCKET_DEVICE=af_xdp";;
             esac
             xs=() ys=() zs=()
             for _ in $(seq "$reps"); do
@@ -75,8 +82,10 @@ for proto in tcp udp; do
             done
             p50[$setup]=$(median "${xs[@]}") p99[$setup]=$(median "${ys[@]}") gb[$setup]=$(median "${zs[@]}")
         done
-        for setup in kernel kernel-ours ours; do
-            label=$(case $setup in kernel) echo "kernel -> kernel";; kernel-ours) echo "kernel -> catpowder";; ours) echo "catpowder -> catpowder";; esac)
+        for setup in $setups; do
+            label=$(case $setup in kernel) echo "kernel -> kernel";; kernel-ours) echo "kernel -> catpowder";;
+                ours) echo "catpowder -> catpowder";; kernel-xdp) echo "kernel -> catpowder (AF_XDP)";;
+                xdp) echo "catpowder (AF_XDP) -> catpowder (AF_XDP)";; esac)
             rows+=("$(python3 -c 'import sys
 p,s,l,a,b,g,ka,kb,kg=sys.argv[1:]
 a,b,g,ka,kb,kg=map(float,(a,b,g,ka,kb,kg))
