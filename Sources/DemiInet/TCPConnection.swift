@@ -513,13 +513,11 @@ public struct TCPConnection {
                                             nextToSend: sendMax)
         }
         if sendUnacknowledged < ack {
-            if eifelArmed {
+            if let saved = eifelSaved {
                 // The first ACK of new data after the retransmission: if it echoes a timestamp older than the
                 // retransmission, the original arrived and the retransmission was spurious (reordering or delay,
                 // not loss): undo the congestion response (RFC 4015).
-                eifelArmed = false
-                if let ts = seg.options.timestamp, ts.echo != 0, Int32(bitPattern: ts.echo &- eifelTimestamp) < 0,
-                   let saved = eifelSaved {
+                if let ts = seg.options.timestamp, ts.echo != 0, Int32(bitPattern: ts.echo &- eifelTimestamp) < 0 {
                     congestion = saved
                     statistics.spuriousRetransmissions += 1
                     if inRecovery {
@@ -622,7 +620,6 @@ public struct TCPConnection {
 
     // Spurious retransmission detection (Eifel, RFC 3522) and response (RFC 4015): the TSval of the first
     // retransmission of a loss episode, and the congestion state before it was reduced.
-    var eifelArmed = false
     var eifelTimestamp: UInt32 = 0
     var eifelSaved: CongestionController?
     var eifelAfterTimeout = false
@@ -631,8 +628,7 @@ public struct TCPConnection {
 
     /// Arms spurious-retransmission detection for a loss episode starting now (timestamps only).
     mutating func armEifel(now: Instant, afterTimeout: Bool) {
-        guard timestampsOK, !eifelArmed else { return }
-        eifelArmed = true
+        guard timestampsOK, eifelSaved == nil else { return }
         eifelTimestamp = timestampNow(now)
         eifelSaved = congestion
         eifelAfterTimeout = afterTimeout
@@ -844,7 +840,6 @@ public struct TCPConnection {
                 sendFIN(at: end, now: now, sink: &sink)
                 sent = true
             }
-            _ = length
             break
         }
 
@@ -1192,7 +1187,7 @@ public struct TCPConnection {
             return [.failed, .closed]
         }
         guard sendUnacknowledged < sendMax else { return [] }
-        if retransmitCount == 1 { armEifel(now: now, afterTimeout: true) } else { eifelArmed = false }
+        if retransmitCount == 1 { armEifel(now: now, afterTimeout: true) } else { eifelSaved = nil }
         if timestampsOK { timeoutTimestamp = timestampNow(now) }
         rto.backoff()
         congestion.onRetransmissionTimeout(flightSize: sendMax - sendUnacknowledged, now: now)
@@ -1241,7 +1236,7 @@ struct OutOfOrderQueue {
     mutating func removeFirst() {
         guard count > 0 else { return }
         bytes -= buffers[0].count
-        for i in 1..<max(count, 1) where i < count {
+        for i in stride(from: 1, to: count, by: 1) {
             seqs[i - 1] = seqs[i]
             buffers[i - 1] = buffers[i]
         }

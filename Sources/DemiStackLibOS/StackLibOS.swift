@@ -638,9 +638,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         let quoted = min(8, payload.count)
         let size = ICMPv4Header.length + IPv4Header.length + quoted
         guard let b = pool.allocate(size: size, headroom: Self.headerRoom) else { return }
-        var orig = ip
-        orig.payloadLength = ip.payloadLength
-        orig.emit(UnsafeMutableRawBufferPointer(rebasing: b.bytes[8..<28]))
+        ip.emit(UnsafeMutableRawBufferPointer(rebasing: b.bytes[8..<28]))
         b.write(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(payload.bytes)[0..<quoted]), at: 28)
         ICMPv4Header(type: type, code: code).emit(b.bytes)
         statistics.icmpErrorsSent += 1

@@ -248,28 +248,7 @@ import Testing
         let os = try Self.start(hosts, device) { c in c.arpRequestTimeoutSeconds = 0.2 }
         let echo = try EchoDriver(os, port: 7200)
         let total = lossPercent == 0 ? 100_000_000 : 20_000_000
-        let script = """
-            import socket, sys, threading, hashlib, random
-            total = int(sys.argv[2])
-            s = socket.create_connection((sys.argv[1], 7200), timeout=120)
-            hs, hr = hashlib.sha256(), hashlib.sha256()
-            got = [0]
-            def rx():
-                while got[0] < total:
-                    b = s.recv(1 << 20)
-                    if not b: break
-                    hr.update(b); got[0] += len(b)
-            t = threading.Thread(target=rx); t.start()
-            rng = random.Random(5); sent = 0
-            while sent < total:
-                c = rng.randbytes(min(1 << 16, total - sent))
-                s.sendall(c); hs.update(c); sent += len(c)
-            t.join()
-            s.close()
-            print(got[0], hs.hexdigest() == hr.hexdigest())
-            sys.exit(0 if got[0] == total and hs.hexdigest() == hr.hexdigest() else 1)
-            """
-        let child = try hosts.spawn(in: .b, Self.python(script) + [hosts.ourIP, "\(total)"],
+        let child = try hosts.spawn(in: .b, Self.python(ImpairedLinkTests.bulkClient) + [hosts.ourIP, "\(total)"],
                                     outputPath: "/tmp/demi-bulk-\(lossPercent).log")
         let code = try Self.pump(os, until: child, timeout: .seconds(600)) { try echo.step() }
         let log = (try? String(contentsOfFile: "/tmp/demi-bulk-\(lossPercent).log", encoding: .utf8)) ?? ""
