@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # catpowder against the Linux kernel on the same veth link: echo round trips (64 B, TCP and UDP) and echo
-# throughput with 64 KiB messages, each configuration median of REPS runs. Writes docs/benchmarks/catpowder.md.
+# throughput with 64 KiB messages, each configuration median of REPS runs; then one-way bulk TCP goodput in both
+# directions (`demi goodput --sink/--source`), median of GOODPUT_REPS runs. Writes docs/benchmarks/catpowder.md.
 #
-#   sudo scripts/bench-catpowder.sh            (COUNT=20000 REPS=3 by default)
+#   sudo scripts/bench-catpowder.sh            (COUNT=20000 REPS=3 GOODPUT_BYTES=268435456 GOODPUT_REPS=5 by default)
 #   sudo XDP=1 scripts/bench-catpowder.sh      also catpowder on AF_XDP (builds with the AFXDP trait; needs libxdp-dev)
+#   SCRATCH=DIR                                build in DIR (swift build --scratch-path; default .build)
+#   ONLY=echo|goodput                          run one part (the document then has only that table)
 #
 # Test hosts (scripts/testhosts.sh): host a has the echo server, host b the client, joined by a veth pair in
 # 198.18.N.0/24 with no default route. Three setups on the same link:
@@ -11,19 +14,31 @@
 #   kernel -> ours     catnap ping (b) -> catpowder echo (a, 198.18.N.1: an address only our stack has)
 #   ours -> ours       catpowder ping (b, 198.18.N.3) -> catpowder echo (a, 198.18.N.1)
 # Server pinned to CPU 1, client to CPU 0. All busy-poll (catnap poll_mode busy).
+#
+# Goodput: a sink in host a (`demi goodput --sink`: accepts one connection, pops until GOODPUT_BYTES arrived, times
+# the first byte to the last) and a source in host b (`demi goodput --source`: 16 pushes of 64 KiB outstanding), on
+# the same addresses as above, so each direction pairs the kernel's TCP (catnap) and ours (catpowder) both ways:
+# kernel -> kernel, catpowder -> kernel, kernel -> catpowder, catpowder -> catpowder (and the AF_XDP ones with
+# XDP=1). The repetitions go round the setups in turn, so drift on this shared machine hits every setup alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-20000}
 reps=${REPS:-3}
+gbytes=${GOODPUT_BYTES:-268435456}
+greps=${GOODPUT_REPS:-5}
+only=${ONLY:-}
 [ "$(id -u)" = 0 ] || { echo "bench-catpowder: needs root (network namespaces, AF_PACKET)" >&2; exit 1; }
 traits=()
 [ "${XDP:-0}" = 1 ] && traits=(--traits AFXDP)
-swift build -c release "${traits[@]}" --product demi >/dev/null
-demi=$PWD/.build/release/demi
+scratch=${SCRATCH:-.build}
+swift build -c release --scratch-path "$scratch" "${traits[@]}" --product demi >/dev/null
+demi=$(cd "$scratch/release" && pwd)/demi
 name=bench$$
 n=${SUBNET_INDEX:-78}
 server=""
+tmp=$(mktemp -d)
 cleanup() {
+    rm -rf "$tmp"
     [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
     scripts/testhosts.sh down "$name" >/dev/null 2>&1 || true
 }
@@ -63,7 +78,7 @@ setups="kernel kernel-ours ours"
 [ "${XDP:-0}" = 1 ] && setups="$setups kernel-xdp xdp"
 
 rows=()
-for proto in tcp udp; do
+[ "$only" = goodput ] || for proto in tcp udp; do
     for size in 64 65536; do
         [ "$proto" = udp ] && [ "$size" = 65536 ] && continue
         declare -A p50 p99 gb
@@ -98,21 +113,98 @@ print("| %s | %s | %s | %s | %s | %.2fx | %.2fx | %.3f | %.2fx |" % (p, s, l, f(
     done
 done
 
+# goodput SINK_ENV SINK_ADDR SOURCE_ENV -> prints the sink's Gbit/s
+goodput() {
+    local senv=$1 saddr=$2 cenv=$3
+    env $senv POLL_MODE=busy ip netns exec "$name-a" "$demi" goodput --sink "$saddr:5001" --bytes "$gbytes" --cpu 1 \
+        >"$tmp/sink" 2>&1 &
+    server=$!
+    sleep 0.5
+    local out
+    out=$(env $cenv POLL_MODE=busy timeout 120 ip netns exec "$name-b" "$demi" goodput --source "$saddr:5001" \
+        --bytes "$gbytes" --cpu 0 2>&1) || { echo "source failed: $out" >&2; kill "$server"; exit 1; }
+    local waited=0
+    while kill -0 "$server" 2>/dev/null && [ $waited -lt 300 ]; do sleep 0.1; waited=$((waited + 1)); done
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=""
+    grep -q 'sink .* received' "$tmp/sink" || { echo "sink failed: $(cat "$tmp/sink"); source: $out" >&2; exit 1; }
+    sed -n 's/.*received .* s: \([0-9.]*\) Gbit\/s.*/\1/p' "$tmp/sink"
+}
+
+grows=()
+if [ "$only" != echo ]; then
+    gsetups="kernel ours-kernel kernel-ours ours"
+    [ "${XDP:-0}" = 1 ] && gsetups="$gsetups xdp-kernel kernel-xdp xdp"
+    declare -A gs
+    for _ in $(seq "$greps"); do
+        for setup in $gsetups; do
+            case $setup in  # sink env, sink address, source env
+                kernel) s=$kernel_server; a=198.18.$n.4; c=$kernel_client;;
+                ours-kernel) s=$kernel_server; a=198.18.$n.4; c=$ours_client;;
+                kernel-ours) s=$ours_server; a=198.18.$n.1; c=$kernel_client;;
+                ours) s=$ours_server; a=198.18.$n.1; c=$ours_client;;
+                xdp-kernel) s=$kernel_server; a=198.18.$n.4; c="$ours_client RAW_SOCKET_DEVICE=af_xdp";;
+                kernel-xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c=$kernel_client;;
+                xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c="$ours_client RAW_SOCKET_DEVICE=af_xdp";;
+            esac
+            g=$(goodput "$s" "$a" "$c")
+            gs[$setup]="${gs[$setup]:-} $g"
+            echo "goodput $setup: $g Gbit/s" >&2
+        done
+    done
+    for setup in $gsetups; do
+        label=$(case $setup in kernel) echo "kernel -> kernel";; ours-kernel) echo "catpowder -> kernel";;
+            kernel-ours) echo "kernel -> catpowder";; ours) echo "catpowder -> catpowder";;
+            xdp-kernel) echo "catpowder (AF_XDP) -> kernel";; kernel-xdp) echo "kernel -> catpowder (AF_XDP)";;
+            xdp) echo "catpowder (AF_XDP) -> catpowder (AF_XDP)";; esac)
+        grows+=("$(python3 -c 'import sys, statistics
+label, runs, base = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+m, k = statistics.median(runs), statistics.median(base)
+print("| %s | %.2f | %.2f-%.2f | %.2fx |" % (label, m, min(runs), max(runs), m / k))' \
+            "$label" "${gs[$setup]}" "${gs[kernel]}")")
+    done
+fi
+
 mkdir -p docs/benchmarks
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 {
 cat <<DOC
 # catpowder against the Linux kernel on the same link
 
-Generated by \`sudo scripts/bench-catpowder.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) vCPUs ($cpu), kernel
-$(uname -r); $count round trips per run, median of $reps runs. Two network namespaces joined by a veth pair; the echo
-server runs on CPU 1, the client on CPU 0, both busy-polling. "vs kernel" divides by the kernel -> kernel figure of
-the same row group (below 1 is faster for latency, above 1 is faster for throughput). Throughput is the echo's
-bytes per second in each direction (one message in flight).
+Generated by \`sudo ${XDP:+XDP=$XDP }scripts/bench-catpowder.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'): $(nproc) vCPUs ($cpu), kernel
+$(uname -r). Two network namespaces joined by a veth pair (checksum offload and TSO off on both ends, as in the
+tests); the server runs on CPU 1, the client on CPU 0, both busy-polling. Every ratio divides by the kernel -> kernel
+figure measured in the same run.
+DOC
+if [ ${#rows[@]} -gt 0 ]; then
+cat <<DOC
+
+## Echo round trips
+
+$count round trips per run, median of $reps runs. "vs kernel" divides by the kernel -> kernel figure of the same row
+group (below 1 is faster for latency, above 1 is faster for throughput). Throughput is the echo's bytes per second
+in each direction (one message in flight).
 
 | proto | size | client -> server | p50 | p99 | p50 vs kernel | p99 vs kernel | Gbit/s each way | vs kernel |
 |---|---:|---|---:|---:|---:|---:|---:|---:|
 DOC
 printf '%s\n' "${rows[@]}"
+fi
+if [ ${#grows[@]} -gt 0 ]; then
+cat <<DOC
+
+## Bulk TCP goodput, one direction
+
+$((gbytes >> 20)) MiB from a source in host b to a sink in host a per run, median of $greps runs (the runs go round the
+setups in turn). The sink (\`demi goodput --sink\`) pops and frees every array and times the first byte to the last;
+the source (\`demi goodput --source\`) keeps 16 pushes of 64 KiB outstanding. "kernel" is catnap (the kernel's TCP
+through busy-polled sockets), "catpowder" our stack; "vs kernel" divides by kernel -> kernel (above 1 is faster).
+
+| sender -> receiver | Gbit/s (median) | min-max | vs kernel |
+|---|---:|---:|---:|
+DOC
+printf '%s\n' "${grows[@]}"
+fi
 } > docs/benchmarks/catpowder.md
 cat docs/benchmarks/catpowder.md

@@ -1,4 +1,6 @@
 import ArgumentParser
+import CDemiLinux
+import Demikernel
 import DemiBuffers
 import DemiCore
 import DemiDevices
@@ -151,14 +153,33 @@ final class InetPair<D: PhysicalLayer> {
 
 struct Goodput: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bulk TCP goodput between two user-space stacks over an impaired in-memory link.",
+        abstract: "Bulk TCP goodput between two user-space stacks over an impaired in-memory link, or between two "
+            + "processes on any libOS (--sink, --source).",
         discussion: """
             Runs one direction of bulk TCP between two StackLibOS instances in this process, joined by an \
             InMemoryLink whose both ends go through a FaultInjector with each profile, for each congestion control \
             algorithm, and prints (or writes with --output) a Markdown table: goodput, retransmissions, timeouts. \
             TCP runs with the short timers the simulated-network tests use (RTO minimum 5 ms, initial RTO 50 ms, \
             delayed ACK 1 ms), since the simulated wire has microsecond round trips. No privileges needed.
+
+            With --sink or --source it is one end of a bulk transfer between two processes over the libOS from \
+            --libos or LIBOS (catnap: the kernel's TCP; catpowder: our stack on a real link), so any pair of \
+            stacks can be measured against each other (scripts/bench-catpowder.sh):
+              demi goodput --sink 198.18.78.1:5001 --bytes 268435456 --cpu 1
+              demi goodput --source 198.18.78.1:5001 --bytes 268435456 --cpu 0
+            The sink accepts one connection, pops and frees until end of file (or --bytes), and prints the goodput \
+            from the first byte received to the last; the source connects, keeps --in-flight pushes of one \
+            --chunk-byte buffer outstanding until --bytes are sent, closes, and prints its own view.
             """)
+
+    @OptionGroup var libos: LibOSOptions
+    @Option(help: "Sink mode: listen on this address, receive one connection's bytes, print the goodput.")
+    var sink: SocketAddressV4?
+    @Option(help: "Source mode: connect to this address and send --bytes.")
+    var source: SocketAddressV4?
+    @Option(help: "Source mode: bytes per push.") var chunk = 65536
+    @Option(help: "Source mode: pushes kept outstanding.") var inFlight = 16
+    @Option(help: "Sink and source modes: pin to this CPU.") var cpu: Int?
 
     @Option(help: "Bytes transferred per case.") var bytes = 16 << 20
     @Option(help: "Give up on a case after this many seconds (goodput is then over what arrived).") var timeout = 20.0
@@ -210,7 +231,23 @@ struct Goodput: ParsableCommand {
                    retransmissions: s.retransmissions, fastRetransmits: s.fastRetransmits, timeouts: s.timeouts)
     }
 
+    func validate() throws {
+        if sink != nil && source != nil { throw ValidationError("--sink and --source are exclusive") }
+        guard bytes > 0, chunk > 0, inFlight > 0 else { throw ValidationError("bad --bytes, --chunk or --in-flight") }
+    }
+
     func run() throws {
+        if sink != nil || source != nil {
+            if let cpu, cdemi_pin_to_cpu(Int32(cpu)) != 0 {
+                FileHandle.standardError.write(Data("demi goodput: could not pin to CPU \(cpu)\n".utf8))
+            }
+            let os = try doing("starting the libOS") { try libos.make() }
+            if let sink { try BulkEnds.sink(os, address: sink, limit: bytes) } else if let source {
+                try BulkEnds.source(os, address: source, bytes: bytes, chunk: chunk, inFlight: inFlight)
+            }
+            printStatistics(os)
+            return
+        }
         var rows: [Row] = []
         let algs = try algorithms.map { name throws -> CongestionAlgorithm in
             guard let a = CongestionAlgorithm(rawValue: name.lowercased()) else {
@@ -278,5 +315,94 @@ struct Goodput: ParsableCommand {
         uname(&u)
         let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         return "\(ProcessInfo.processInfo.activeProcessorCount) vCPUs (\(cpu)), kernel \(release)"
+    }
+}
+
+// MARK: - demi goodput --sink / --source: one end of a bulk transfer on any libOS
+
+enum BulkEnds {
+    static func gbit(_ bytes: Int, _ ns: Int64) -> Double { Double(bytes) * 8 / Double(max(ns, 1)) }
+
+    /// Accepts one TCP connection on `address` and pops (freeing each array) until end of file or `limit` bytes.
+    /// Prints "demi goodput: sink <libos> received N bytes in T s: G Gbit/s", timed from the first byte received to
+    /// the last.
+    static func sink(_ os: LibOS, address: SocketAddressV4, limit: Int) throws {
+        let l = try doing("socket") { try os.socket(.inet, .stream) }
+        try doing("bind \(address)") { try os.bind(l, to: address) }
+        try doing("listen on \(address)") { try os.listen(l, backlog: 4) }
+        print("demi goodput: sink \(os.name.codename) listening on \(address)")
+        fflush(nil)
+        let accepted = try doing("accept") { try os.wait(try os.accept(l)) }
+        guard case .accepted(let qd, let peer) = accepted.value else {
+            throw CommandError(description: "accept: \(accepted.error.map { "\($0)" } ?? "failed")")
+        }
+        var received = 0
+        var first: Instant?
+        var last = Instant.now()
+        while received < limit {
+            let r = try doing("pop") { try os.wait(try os.pop(qd), timeout: .seconds(60)) }
+            guard let sga = r.sga else { throw CommandError(description: "pop: \(r.error.map { "\($0)" } ?? "failed")") }
+            let n = sga.count
+            try os.sgafree(sga)
+            if n == 0 { break }  // end of file
+            last = Instant.now()
+            if first == nil { first = last }
+            received += n
+        }
+        let ns = first.map { (last - $0).nanoseconds } ?? 0
+        try? os.close(qd)
+        try? os.close(l)
+        print("demi goodput: sink \(os.name.codename) received \(received) bytes from \(peer) in "
+              + String(format: "%.3f s: %.3f Gbit/s", Double(ns) / 1e9, gbit(received, ns)))
+    }
+
+    /// Connects to `address` (retrying for 10 s while it refuses), sends `bytes` with `inFlight` pushes of one
+    /// `chunk`-byte buffer outstanding, waits for every push, closes, and prints the sender's view of the goodput
+    /// (connection established to last push completed: on catnap a push completes when the kernel has the bytes, on
+    /// our stack when the peer has acknowledged them).
+    static func source(_ os: LibOS, address: SocketAddressV4, bytes: Int, chunk: Int, inFlight: Int) throws {
+        let deadline = Instant.now() + .seconds(10)
+        var conn: QDesc?
+        while conn == nil {
+            let qd = try os.socket(.inet, .stream)
+            let r = try doing("connect to \(address)") { try os.wait(try os.connect(qd, to: address), timeout: .seconds(10)) }
+            if r.error == nil { conn = qd; break }
+            try? os.close(qd)
+            guard Instant.now() < deadline, r.error == .connectionRefused || r.error == .timedOut else {
+                throw CommandError(description: "connect to \(address): \(r.error!)")
+            }
+            usleep(50_000)
+        }
+        let qd = conn!
+        let msg = try os.sgaalloc(chunk)
+        for k in 0..<chunk { msg.head!.bytes[k] = UInt8(truncatingIfNeeded: k &* 131) }
+        // The last push carries the remainder, so exactly `bytes` go out.
+        let tail = bytes % chunk == 0 ? nil : try os.sgaalloc(bytes % chunk)
+        var pushes = [QToken]()
+        pushes.reserveCapacity(inFlight)
+        var oldest = 0
+        var sent = 0, done = 0
+        let t0 = Instant.now()
+        while done < bytes {
+            while pushes.count - oldest < inFlight && sent < bytes {
+                let last = bytes - sent < chunk
+                pushes.append(try os.push(qd, last ? tail! : msg))
+                sent += last ? bytes - sent : chunk
+            }
+            let r = try doing("push") { try os.wait(pushes[oldest], timeout: .seconds(60)) }
+            if let e = r.error { throw CommandError(description: "push: \(e)") }
+            oldest += 1
+            done = oldest == pushes.count && sent == bytes ? bytes : done + chunk
+            if oldest == pushes.count { pushes.removeAll(keepingCapacity: true); oldest = 0 }
+        }
+        let ns = (Instant.now() - t0).nanoseconds
+        try os.sgafree(msg)
+        if let tail { try os.sgafree(tail) }
+        // Close and keep the libOS running a little, so a user-space stack gets its FIN out (and acknowledged).
+        if let close = try? os.asyncClose(qd) { _ = try? os.wait(close, timeout: .seconds(2)) }
+        let settle = Instant.now() + .milliseconds(100)
+        while Instant.now() < settle { os.poll() }
+        print("demi goodput: source \(os.name.codename) sent \(sent) bytes to \(address) in "
+              + String(format: "%.3f s: %.3f Gbit/s", Double(ns) / 1e9, gbit(sent, ns)))
     }
 }
