@@ -170,7 +170,7 @@ let package = Package(
         .testTarget(
             name: "DemikernelTests",
             dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer",
-                           "DemiStackLibOS", "TestHostFixture"],
+                           "DemiStackLibOS", "DemiDPDK", "TestHostFixture"],
             swiftSettings: swiftSettings
         ),
     ]

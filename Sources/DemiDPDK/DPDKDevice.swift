@@ -169,12 +169,58 @@ public enum DPDKEnvironment {
     /// telemetry, one lcore, `memoryMB` of memory (ordinary pages with `--no-huge`, or hugepages with
     /// `--in-memory`, which must be reserved and mounted), a unique `--file-prefix`, and `vdev` if given (such as
     /// `"net_af_packet0,iface=veth0"`).
+    ///
+    /// `hugeDirectory`: a hugetlbfs mount for `--huge-dir` (with `hugepages`); without it the EAL takes the first
+    /// hugetlbfs mount of the default page size, or anonymous hugepages (`--in-memory` needs no mount).
     public static func defaultArguments(vdev: String? = nil, filePrefix: String? = nil, memoryMB: Int = 256,
-                                        hugepages: Bool = false) -> [String] {
+                                        hugepages: Bool = false, hugeDirectory: String? = nil) -> [String] {
         var a = ["--no-pci", "--no-telemetry", "-l", "0", "--file-prefix=\(filePrefix ?? "demi\(getpid())")"]
         a += hugepages ? ["--in-memory", "-m", "\(memoryMB)"] : ["--no-huge", "--no-shconf", "-m", "\(memoryMB)"]
+        if hugepages, let hugeDirectory { a.append("--huge-dir=\(hugeDirectory)") }
         if let vdev { a.append("--vdev=\(vdev)") }
         return a
+    }
+
+    /// User-supplied EAL arguments (upstream's `dpdk.eal_init`) with every `net_af_packet` vdev that does not set its
+    /// own ring geometry (`blocksz`, `framesz`) given ``afPacketDevargs(_:interface:frames:)``'s, other keys kept
+    /// (`framecnt` sets the frame count). With the driver's defaults (2048-byte ring frames) a datagram the kernel
+    /// reassembled for the driver (its fanout group defragments) is **truncated** to about 1,960 bytes and dropped by
+    /// the stack; these frames hold one of up to 65,328 bytes. `afPacket` is true if the arguments name a
+    /// `net_af_packet` vdev: open it with ``DPDKDevice/Configuration/afPacket``, whose 64 KiB receive mbufs hold
+    /// such frames (also frames of a user's own `framesz` up to that).
+    public static func wholeDatagramArguments(_ arguments: [String]) -> (arguments: [String], afPacket: Bool) {
+        var out: [String] = []
+        var afPacket = false
+        func rewrite(_ spec: String) -> String {
+            let parts = spec.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard let name = parts.first, name.hasPrefix("net_af_packet") else { return spec }
+            afPacket = true
+            var keys: [(String, String)] = []
+            for kv in parts.dropFirst() {
+                let pair = kv.split(separator: "=", maxSplits: 1).map(String.init)
+                keys.append((pair[0], pair.count > 1 ? pair[1] : ""))
+            }
+            guard let iface = keys.first(where: { $0.0 == "iface" })?.1,
+                  !keys.contains(where: { $0.0 == "blocksz" || $0.0 == "framesz" })
+            else { return spec }
+            let frames = keys.first { $0.0 == "framecnt" }.flatMap { Int($0.1) } ?? 256
+            let rest = keys.filter { !["iface", "framecnt"].contains($0.0) }.map { $0.1.isEmpty ? $0.0 : "\($0.0)=\($0.1)" }
+            return ([afPacketDevargs(name, interface: iface, frames: frames)] + rest).joined(separator: ",")
+        }
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a.hasPrefix("--vdev=") {
+                out.append("--vdev=" + rewrite(String(a.dropFirst("--vdev=".count))))
+            } else if a == "--vdev", i + 1 < arguments.count {
+                out += [a, rewrite(arguments[i + 1])]
+                i += 1
+            } else {
+                out.append(a)
+            }
+            i += 1
+        }
+        return (out, afPacket)
     }
 
     /// True if at least `pages` 2 MiB hugepages are free and hugetlbfs is mounted (for ``defaultArguments``).

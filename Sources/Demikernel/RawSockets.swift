@@ -69,8 +69,10 @@ extension StackLibOS where Device == XDPSocketDevice {
 public typealias DPDKLibOS = StackLibOS<DPDKDevice>
 
 extension StackLibOS where Device == DPDKDevice {
-    /// Starts the EAL with `dpdk.eal_init` (default: `--no-pci --no-huge` with a `net_af_packet` virtual device on
-    /// `raw_socket.linux_interface_name`) and opens its first free port. If the EAL is already up in this process, a
+    /// Starts the EAL with `dpdk.eal_init` (default: `--no-pci` and hugepages if free and mounted, else `--no-huge`,
+    /// with a `net_af_packet` virtual device on `raw_socket.linux_interface_name`) and opens its first free port.
+    /// `net_af_packet` vdevs in `dpdk.eal_init` without their own `framesz` get ring frames that hold a whole
+    /// reassembled datagram (``DPDKEnvironment/wholeDatagramArguments(_:)``). If the EAL is already up in this process, a
     /// new `net_af_packet` device is hot-plugged on the configured interface. Needs `demikernel.local_ipv4_addr`.
     public static func make(_ c: Configuration) throws -> DPDKLibOS {
         guard let ip = c.localIPv4Address else { throw ConfigurationError.invalidValue(key: "local_ipv4_addr", value: "") }
@@ -87,9 +89,17 @@ extension StackLibOS where Device == DPDKDevice {
             var args = c.ealArguments.filter { !$0.isEmpty }
             var dc = DPDKDevice.Configuration()
             if args.isEmpty {
+                // Hugepages when some are free and hugetlbfs is mounted, ordinary pages (--no-huge) otherwise.
                 args = DPDKEnvironment.defaultArguments(
-                    vdev: c.interfaceName.map { DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: $0) })
+                    vdev: c.interfaceName.map { DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: $0) },
+                    hugepages: DPDKEnvironment.hugepagesAvailable())
                 if c.interfaceName != nil { dc = .afPacket }
+            } else {
+                // Upstream-style eal_init with a plain `--vdev=net_af_packet0,iface=...`: without ring frames that
+                // hold a whole datagram, the driver would truncate reassembled datagrams above about 2 KB.
+                let (rewritten, afPacket) = DPDKEnvironment.wholeDatagramArguments(args)
+                args = rewritten
+                if afPacket { dc = .afPacket }
             }
             device = try DPDKDevice(ealArguments: args, pool: pool, configuration: dc)
         }

@@ -44,8 +44,9 @@ import TestHostFixture
         }
         return try h.withNamespace(.a) { () throws -> DPDKDevice in
             if !DPDKEnvironment.isInitialized {
-                let huge = DPDKEnvironment.hugepagesAvailable()
-                let args = DPDKEnvironment.defaultArguments(vdev: devargs("net_af_packet0"), hugepages: huge)
+                let dir = TestHugepages.reserve()
+                let args = DPDKEnvironment.defaultArguments(vdev: devargs("net_af_packet0"), hugepages: dir != nil,
+                                                            hugeDirectory: dir)
                 print("DPDKDeviceTests: rte_eal_init \(args.joined(separator: " "))")
                 return try DPDKDevice(ealArguments: args, pool: pool, configuration: c)
             }
@@ -468,6 +469,24 @@ import TestHostFixture
         #expect(a.wrappedMbufs == 0 && poolA.buffersInUse == 0)
         #expect(a.mempoolInUse == inUseAtStart, "every received mbuf is back in the mempool")
         #expect(a.statistics.droppedFrames == 0)
+    }
+
+    /// Upstream-style `dpdk.eal_init` with a plain `net_af_packet` vdev gets whole-datagram ring frames (the driver's
+    /// 2 KB default would truncate datagrams the kernel reassembled); a vdev with its own geometry is left alone.
+    /// Pure argument handling: needs neither root nor a running EAL.
+    @Test func plainAfPacketVdevsGetWholeDatagramFrames() {
+        let whole = DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: "veth0")
+        var (args, afPacket) = DPDKEnvironment.wholeDatagramArguments(["--no-huge", "--vdev=net_af_packet0,iface=veth0"])
+        #expect(args == ["--no-huge", "--vdev=" + whole] && afPacket)
+        (args, afPacket) = DPDKEnvironment.wholeDatagramArguments(["--vdev", "net_af_packet0,iface=veth0,qpairs=1,framecnt=64"])
+        #expect(args == ["--vdev", DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: "veth0", frames: 64) + ",qpairs=1"])
+        #expect(afPacket)
+        let own = ["--vdev=net_af_packet0,iface=veth0,blocksz=4096,framesz=2048,framecnt=512"]
+        (args, afPacket) = DPDKEnvironment.wholeDatagramArguments(own)
+        #expect(args == own && afPacket, "the user's own ring geometry is kept; the device still gets 64 KiB receive mbufs")
+        (args, afPacket) = DPDKEnvironment.wholeDatagramArguments(["--no-pci", "--vdev=net_tap0,iface=dtap0"])
+        #expect(args == ["--no-pci", "--vdev=net_tap0,iface=dtap0"] && !afPacket)
+        #expect(whole.contains("framesz=\(DPDKEnvironment.afPacketFrameSize)"))
     }
 }
 #endif

@@ -32,6 +32,9 @@ import Testing
         c.rawSocketDevice = kind == .afXDP ? .afXDP : .afPacket
         c.interfaceName = hosts.interface
         c.localIPv4Address = IPv4Address(hosts.ourIP)
+        #if DPDK
+        if kind == .dpdk { CatnipTestSupport.prepareEAL(&c, hosts: hosts) }
+        #endif
         tweak(&c)
         return try hosts.withNamespace(.a) { try LibOS(kind == .dpdk ? .dpdk : .rawSockets, configuration: c) }
     }
