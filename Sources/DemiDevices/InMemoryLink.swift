@@ -11,34 +11,46 @@ public final class InMemoryLink {
 
     public init(poolA: BufferPool, poolB: BufferPool, capacity: Int = 1024,
                 capabilities: DeviceCapabilities = DeviceCapabilities()) {
-        a = Endpoint(pool: poolA, capacity: capacity, capabilities: capabilities)
-        b = Endpoint(pool: poolB, capacity: capacity, capabilities: capabilities)
-        a.peer = b
-        b.peer = a
+        let portA = Port(pool: poolA, capacity: capacity)
+        let portB = Port(pool: poolB, capacity: capacity)
+        a = Endpoint(port: portA, peerPort: portB, capabilities: capabilities)
+        b = Endpoint(port: portB, peerPort: portA, capabilities: capabilities)
+    }
+
+    /// What each end owns: the frames waiting for it and the pool they are copied into. The endpoints hold both
+    /// ports strongly and the ports hold no endpoint, so there is no cycle and no weak reference to load per frame.
+    final class Port {
+        let pool: BufferPool
+        // Unchecked: a link is driven from one thread; a dynamic exclusivity check costs ~50 instructions.
+        @exclusivity(unchecked) var inbound: FrameQueue
+
+        init(pool: BufferPool, capacity: Int) {
+            self.pool = pool
+            inbound = FrameQueue(capacity: capacity)
+        }
+
+        deinit { inbound.destroy() }
     }
 
     /// One end of the link.
     public final class Endpoint: PhysicalLayer {
         public let capabilities: DeviceCapabilities
-        public private(set) var statistics = DeviceStatistics()
-        let pool: BufferPool
-        var inbound: FrameQueue
-        weak var peer: Endpoint?
+        @exclusivity(unchecked) public private(set) var statistics = DeviceStatistics()
+        let port: Port
+        let peerPort: Port
 
-        init(pool: BufferPool, capacity: Int, capabilities: DeviceCapabilities) {
-            self.pool = pool
+        init(port: Port, peerPort: Port, capabilities: DeviceCapabilities) {
+            self.port = port
+            self.peerPort = peerPort
             self.capabilities = capabilities
-            inbound = FrameQueue(capacity: capacity)
         }
 
-        deinit { inbound.destroy() }
-
         /// Frames waiting to be received.
-        public var pending: Int { inbound.count }
+        public var pending: Int { port.inbound.count }
 
         public func receive(into frames: UnsafeMutablePointer<DemiBuffer>, capacity: Int, now: Instant) -> Int {
             var n = 0
-            while n < capacity, let f = inbound.pop() {
+            while n < capacity, let f = port.inbound.pop() {
                 frames[n] = f
                 statistics.receivedFrames += 1
                 statistics.receivedBytes += f.count
@@ -50,7 +62,8 @@ public final class InMemoryLink {
         @discardableResult
         public func transmit(_ frame: DemiBuffer, now: Instant) -> Bool {
             defer { frame.releaseChain() }
-            guard let peer, !peer.inbound.isFull, let copy = frame.flattened(into: peer.pool) else {
+            let peer = peerPort
+            guard !peer.inbound.isFull, let copy = frame.flattened(into: peer.pool) else {
                 statistics.droppedFrames += 1
                 return false
             }

@@ -39,6 +39,9 @@ public struct ARPCache: Sendable {
 
     var entries: [IPv4Address: Entry] = [:]
     var pending: [IPv4Address: Pending] = [:]
+    /// The last entry found, so that a stream of frames to one peer does not hash its address per frame.
+    var recentIP = IPv4Address.any
+    var recent: Entry?
 
     /// What the caller must do after a call.
     public enum Action: Hashable, Sendable {
@@ -63,11 +66,15 @@ public struct ARPCache: Sendable {
     /// The MAC of `ip` if cached and not expired at `now`.
     public mutating func lookup(_ ip: IPv4Address, now: Instant) -> MACAddress? {
         if ip.isBroadcast { return .broadcast }
+        if ip == recentIP, let e = recent, e.expires.map({ now < $0 }) ?? true { return e.mac }
         guard let e = entries[ip] else { return nil }
         if let x = e.expires, x <= now {
             entries[ip] = nil
+            if ip == recentIP { recent = nil }
             return nil
         }
+        recentIP = ip
+        recent = e
         return e.mac
     }
 
@@ -75,6 +82,7 @@ public struct ARPCache: Sendable {
     public mutating func insert(_ ip: IPv4Address, _ mac: MACAddress, now: Instant) {
         if let e = entries[ip], e.expires == nil { return }  // static entries win
         entries[ip] = Entry(mac: mac, expires: now + configuration.cacheTTL)
+        if ip == recentIP { recent = nil }
         pending[ip] = nil
     }
 

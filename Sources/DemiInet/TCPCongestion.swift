@@ -117,10 +117,15 @@ public struct CongestionController: Sendable {
     ///     `flightSize + bytes` (what was outstanding when the ACK arrived) is at least half of it.
     ///   - rtt: the smoothed RTT (or the ACK's sample), used by CUBIC's target; nil keeps the last one.
     public mutating func onAcknowledged(bytes: Int, flightSize: Int, rtt: Duration?, now: Instant) {
+        onAcknowledged(bytes: bytes, flightSize: flightSize, rttNanoseconds: rtt?.nanoseconds, now: now)
+    }
+
+    /// ``onAcknowledged(bytes:flightSize:rtt:now:)`` with the RTT in nanoseconds.
+    public mutating func onAcknowledged(bytes: Int, flightSize: Int, rttNanoseconds: Int64?, now: Instant) {
         guard bytes > 0 else { return }
         pristine = false
         timedOut = false
-        if let rtt { self.rtt = Self.seconds(rtt.nanoseconds) }
+        if let rttNanoseconds { self.rtt = Self.seconds(rttNanoseconds) }
         guard 2 * (flightSize + bytes) >= congestionWindow else { return }  // not cwnd-limited: do not grow
         var bytes = bytes
         if inSlowStart {

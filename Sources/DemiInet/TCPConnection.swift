@@ -133,12 +133,12 @@ public struct TCPConnection {
     /// Bytes pushed by the application, and acknowledged, since the start (push completion compares these).
     public private(set) var bytesPushed: UInt64 = 0
     public private(set) var bytesAcknowledged: UInt64 = 0
-    var finQueued = false
+    @usableFromInline var finQueued = false
     var finSent = false
     var finSequence = TCPSequence(0)
 
     // Receive queue.
-    var receiveQueue = BufferRing(capacity: 64)
+    @usableFromInline var receiveQueue = BufferRing(capacity: 64)
     public private(set) var receiveQueued = 0
     public private(set) var finReceived = false
     var outOfOrder: OutOfOrderQueue
@@ -160,13 +160,13 @@ public struct TCPConnection {
     var rttStart = Instant.zero
 
     // Timers.
-    var retransmitDeadline: Instant?
-    var delayedACKDeadline: Instant?
-    var persistDeadline: Instant?
+    @usableFromInline var retransmitDeadline: Instant?
+    @usableFromInline var delayedACKDeadline: Instant?
+    @usableFromInline var persistDeadline: Instant?
     var persistBackoff = 0
-    var keepaliveDeadline: Instant?
+    @usableFromInline var keepaliveDeadline: Instant?
     var keepaliveSent = 0
-    var timeWaitDeadline: Instant?
+    @usableFromInline var timeWaitDeadline: Instant?
     var lastChallengeSecond: Int64 = -1
     var challengesThisSecond = 0
 
@@ -208,7 +208,7 @@ public struct TCPConnection {
         sendSYN(ack: false, now: now, sink: &sink)
         sendNext = initialSendSequence + 1
         sendMax = sendNext
-        retransmitDeadline = now + rto.timeout
+        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
     }
 
     /// Passive open: `syn` arrived at a listener; answers with a SYN-ACK.
@@ -225,7 +225,7 @@ public struct TCPConnection {
         sendSYN(ack: true, now: now, sink: &sink)
         sendNext = initialSendSequence + 1
         sendMax = sendNext
-        retransmitDeadline = now + rto.timeout
+        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
     }
 
     /// Queues `buffer` for sending (the connection takes over the caller's reference) and returns the total bytes
@@ -252,8 +252,12 @@ public struct TCPConnection {
     }
 
     /// True if the application may still push (no FIN queued, state allows data).
+    @inlinable @inline(__always)
     public var canSend: Bool {
-        !finQueued && (state == .established || state == .closeWait || state == .synSent || state == .synReceived)
+        switch state {
+        case .established, .closeWait, .synSent, .synReceived: !finQueued
+        default: false
+        }
     }
 
     /// Takes the next in-order received buffer (the caller owns the reference). Call ``output(now:sink:)`` after, so
@@ -265,6 +269,7 @@ public struct TCPConnection {
     }
 
     /// True if a pop would return something now: data, or end of file.
+    @inlinable @inline(__always)
     public var isReadable: Bool { !receiveQueue.isEmpty || finReceived }
 
     /// Starts an orderly close: a FIN goes after the queued data.
@@ -473,7 +478,7 @@ public struct TCPConnection {
         if timestampsOK, let ts = seg.options.timestamp { tsRecent = ts.value }
         if seg.flags.contains(.ack) {
             // RTT sample from the handshake (only if the SYN was not retransmitted: Karn).
-            if retransmitCount == 0 { rto.sample(now - rttStart) } else { synTimedOut() }
+            if retransmitCount == 0 { rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue) } else { synTimedOut() }
             sendUnacknowledged = seg.acknowledgment
             state = .established
             sendWindow = Int(seg.window) << Int(sendShift)
@@ -550,10 +555,10 @@ public struct TCPConnection {
                 if !stale {
                     timeoutTimestamp = nil
                     let ms = Int64(Int32(bitPattern: timestampNow(now) &- ts.echo))
-                    if ms >= 0 { rto.sample(.milliseconds(ms)) }
+                    if ms >= 0 { rto.sample(nanoseconds: Int64(ms) &* 1_000_000) }
                 }
             } else if rttTiming && rttSequence < ack {
-                rto.sample(now - rttStart)
+                rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue)
                 rttTiming = false
             }
             retransmitCount = 0
@@ -571,11 +576,11 @@ public struct TCPConnection {
                     retransmitNextHole = true
                 }
             } else {
-                congestion.onAcknowledged(bytes: acked, flightSize: sendMax - sendUnacknowledged, rtt: rto.smoothedRTT,
-                                          now: now)
+                congestion.onAcknowledged(bytes: acked, flightSize: sendMax - sendUnacknowledged,
+                                          rttNanoseconds: rto.srtt, now: now)
             }
             duplicateACKs = 0
-            retransmitDeadline = sendMax == sendUnacknowledged ? nil : now + rto.timeout
+            retransmitDeadline = sendMax == sendUnacknowledged ? nil : now.adding(nanoseconds: rto.timeoutNanoseconds)
             persistBackoff = 0
 
             // Our FIN acknowledged?
@@ -848,21 +853,25 @@ public struct TCPConnection {
         }
     }
 
+    @inline(__always)
     var dataEnd: TCPSequence { sendBase + sendQueued }
 
+    @inline(__always)
     var persistInterval: Duration {
-        let base = rto.timeout.nanoseconds
+        let base = rto.timeoutNanoseconds
         let shifted = base << min(persistBackoff, 20)
         return .nanoseconds(min(shifted, configuration.maximumPersistInterval.nanoseconds))
     }
 
     /// True if reading opened the window enough to tell the peer (RFC 9293 §3.8.6.2.2: by min(buffer/2, MSS)).
+    @inline(__always)
     var windowUpdateDue: Bool {
         let opened = (receiveNext + receiveWindow) - advertisedEdge
         return opened >= min(configuration.receiveBufferSize / 2, 2 * localMSS)
     }
 
     /// The receive window we can offer now.
+    @inline(__always)
     var receiveWindow: Int {
         // At most what the window field can say (65535 << our shift): a larger buffer cannot be offered.
         let free = min(configuration.receiveBufferSize - receiveQueued - outOfOrder.bytes, 65535 << Int(receiveShift))
@@ -901,7 +910,7 @@ public struct TCPConnection {
             }
             sendMax = end
         }
-        if retransmitDeadline == nil { retransmitDeadline = now + rto.timeout }
+        if retransmitDeadline == nil { retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds) }
         return length
     }
 
@@ -913,7 +922,7 @@ public struct TCPConnection {
         finSequence = seq
         if sendNext < seq + 1 { sendNext = seq + 1 }
         if sendMax < seq + 1 { sendMax = seq + 1 }
-        if retransmitDeadline == nil { retransmitDeadline = now + rto.timeout }
+        if retransmitDeadline == nil { retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds) }
     }
 
     mutating func sendACK<S: TCPSegmentSink>(now: Instant, sink: inout S) {
@@ -998,6 +1007,7 @@ public struct TCPConnection {
         sink.transmit(h, payload: payload, endpoints: endpoints)
     }
 
+    @inline(__always)
     func timestampNow(_ now: Instant) -> UInt32 {
         UInt32(truncatingIfNeeded: now.rawValue / 1_000_000) &+ tsOffset
     }
@@ -1073,6 +1083,7 @@ public struct TCPConnection {
         sink.transmit(h, payload: nil, endpoints: endpoints)
     }
 
+    @inline(__always)
     func acceptable(_ seq: TCPSequence, length: Int, window: Int) -> Bool {
         let rn = receiveNext
         if length == 0 {
@@ -1105,6 +1116,7 @@ public struct TCPConnection {
     // MARK: - Timers
 
     /// The earliest time ``onTimer(now:sink:)`` has work.
+    @inlinable @inline(__always)
     public var nextDeadline: Instant? {
         var d = retransmitDeadline
         if let t = delayedACKDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
@@ -1178,7 +1190,7 @@ public struct TCPConnection {
             rto.backoff()
             statistics.retransmissions += 1
             sendSYN(ack: state == .synReceived, now: now, sink: &sink)
-            retransmitDeadline = now + rto.timeout
+            retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
             return []
         }
         if retransmitCount > configuration.maximumRetransmissions {
@@ -1197,7 +1209,7 @@ public struct TCPConnection {
         // Go back: resend from the first unacknowledged byte as the (now one-segment) window allows.
         sendNext = sendUnacknowledged
         if finSent && sendNext == finSequence + 1 { sendNext = finSequence }
-        retransmitDeadline = now + rto.timeout
+        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
         let end = dataEnd
         if sendNext == end && finSent {
             sendFIN(at: finSequence, now: now, sink: &sink)
@@ -1207,7 +1219,7 @@ public struct TCPConnection {
                 sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: true, fin: finQueued)
             }
         }
-        retransmitDeadline = now + rto.timeout
+        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
         return []
     }
 }

@@ -32,7 +32,13 @@ public struct RetransmissionTimeoutConfiguration: Sendable {
 ///   ``resetBackoff()`` does so without a sample.
 /// - §5.7 (an RTO below 3 s after a SYN timed out must become 3 s when data transfer starts) is the caller's too.
 public struct RetransmissionTimeoutEstimator: Sendable {
-    public var configuration: RetransmissionTimeoutConfiguration
+    public var configuration: RetransmissionTimeoutConfiguration {
+        didSet { cacheBounds() }
+    }
+    /// The configuration's bounds in nanoseconds (converting a `Duration` of 9 s or more costs 128-bit arithmetic).
+    var minimum: Int64 = 0
+    var maximum: Int64 = 0
+    var granularity: Int64 = 0
     /// SRTT and RTTVAR in nanoseconds; nil before the first sample.
     var srtt: Int64?
     var rttvar: Int64 = 0
@@ -44,19 +50,28 @@ public struct RetransmissionTimeoutEstimator: Sendable {
     public init(configuration: RetransmissionTimeoutConfiguration = RetransmissionTimeoutConfiguration()) {
         self.configuration = configuration
         base = 0
+        cacheBounds()
         base = clamp(configuration.initial.nanoseconds)
     }
 
+    mutating func cacheBounds() {
+        minimum = configuration.minimum.nanoseconds
+        maximum = configuration.maximum.nanoseconds
+        granularity = configuration.clockGranularity.nanoseconds
+    }
+
     /// The current RTO, including backoff: the base RTO doubled per backoff, at most the maximum.
-    public var timeout: Duration {
-        let maximum = configuration.maximum.nanoseconds
+    public var timeout: Duration { .nanoseconds(timeoutNanoseconds) }
+
+    /// ``timeout`` in nanoseconds.
+    public var timeoutNanoseconds: Int64 {
         var t = base
         var n = backoffCount
         while n > 0 && t < maximum {
             t = t > maximum / 2 ? maximum : t * 2
             n -= 1
         }
-        return .nanoseconds(min(t, maximum))
+        return min(t, maximum)
     }
 
     /// SRTT; nil before the first sample.
@@ -67,8 +82,11 @@ public struct RetransmissionTimeoutEstimator: Sendable {
     /// Takes an RTT measurement R (RFC 6298 §2.2, §2.3): the first sets SRTT = R, RTTVAR = R/2; later ones
     /// RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R| then SRTT = 7/8 SRTT + 1/8 R. RTO = SRTT + max(G, 4 RTTVAR), clamped
     /// to [minimum, maximum] (§2.4, §2.5). Resets the backoff. Negative samples count as zero.
-    public mutating func sample(_ rtt: Duration) {
-        let r = max(rtt.nanoseconds, 0)
+    public mutating func sample(_ rtt: Duration) { sample(nanoseconds: rtt.nanoseconds) }
+
+    /// ``sample(_:)`` with the RTT in nanoseconds.
+    public mutating func sample(nanoseconds rtt: Int64) {
+        let r = max(rtt, 0)
         if let s = srtt {
             let diff = s > r ? s - r : r - s
             rttvar += (diff - rttvar) / 4
@@ -78,7 +96,7 @@ public struct RetransmissionTimeoutEstimator: Sendable {
             rttvar = r / 2
         }
         let variance = rttvar > Int64.max / 8 ? Int64.max / 2 : 4 * rttvar
-        let sum = srtt!.addingReportingOverflow(max(configuration.clockGranularity.nanoseconds, variance))
+        let sum = srtt!.addingReportingOverflow(max(granularity, variance))
         base = clamp(sum.overflow ? .max : sum.partialValue)
         backoffCount = 0
     }
@@ -92,6 +110,6 @@ public struct RetransmissionTimeoutEstimator: Sendable {
     public mutating func resetBackoff() { backoffCount = 0 }
 
     func clamp(_ ns: Int64) -> Int64 {
-        min(max(ns, configuration.minimum.nanoseconds), configuration.maximum.nanoseconds)
+        min(max(ns, minimum), maximum)
     }
 }

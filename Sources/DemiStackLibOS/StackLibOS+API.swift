@@ -88,7 +88,7 @@ extension StackLibOS {
         sockets[i].state = .connecting
         sockets[i].connectOp = UInt32(truncatingIfNeeded: qt.rawValue)
         var out = Output(stack: self, now: now)
-        sockets[i].tcp!.connect(now: now, sink: &out)
+        connection(i).pointee.connect(now: now, sink: &out)
         armConnectionTimer(i)
         device.flush(now: now)
         return qt
@@ -122,8 +122,8 @@ extension StackLibOS {
         if sockets[i].hasConnection {
             sockets[i].detached = true
             var out = Output(stack: self, now: now)
-            sockets[i].tcp!.close(now: now, sink: &out)
-            if sockets[i].tcp!.state == .closed {
+            connection(i).pointee.close(now: now, sink: &out)
+            if connection(i).pointee.state == .closed {
                 connectionClosed(i)
             } else {
                 armConnectionTimer(i)
@@ -155,7 +155,7 @@ extension StackLibOS {
 
     /// `push` on a stream socket (`sga` checked, `i` its index).
     func pushStream(_ i: Int, _ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
-        if let e = sockets[i].tcp?.error { throw e }
+        if sockets[i].hasConnection, let e = connection(i).pointee.error { throw e }
         if let e = SocketRules.push(.stream, sockets[i].state) { throw e }
         guard sockets[i].hasConnection, connection(i).pointee.canSend else { throw .brokenPipe }
         let qt = try scheduler.spawn(Operation(code: .push, qd: qd))
@@ -166,12 +166,12 @@ extension StackLibOS {
         while let s = seg {
             seg = s.nextSegment
             s.retain()
-            target = sockets[i].tcp!.enqueue(s)
+            target = connection(i).pointee.enqueue(s)
         }
         scheduler.operation(t).pointee.aux = target
         sockets[i].pushes.append(t, scheduler)
         var out = Output(stack: self, now: now)
-        sockets[i].tcp!.output(now: now, sink: &out)
+        connection(i).pointee.output(now: now, sink: &out)
         completePushes(i)
         armConnectionTimer(i)
         device.flush(now: now)
@@ -243,7 +243,7 @@ extension StackLibOS {
         }
         let qt = try scheduler.spawn(Operation(code: .pop, qd: qd))
         sockets[i].pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
-        if sockets[i].hasConnection && (connection(i).pointee.isReadable || sockets[i].tcp!.state == .closed) {
+        if sockets[i].hasConnection && (connection(i).pointee.isReadable || connection(i).pointee.state == .closed) {
             completePops(i, now: Instant.now())
             armConnectionTimer(i)
         }

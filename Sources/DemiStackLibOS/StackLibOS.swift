@@ -108,7 +108,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             let i = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
             guard i < sockets.count, sockets[i].inUse, sockets[i].hasConnection else { return }
             var out = Output(stack: self, now: now)
-            let ev = sockets[i].tcp!.onTimer(now: now, sink: &out)
+            let ev = connection(i).pointee.onTimer(now: now, sink: &out)
             handle(i, ev, now: now)
         }
     }
@@ -304,7 +304,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
                                remote: SocketAddressV4(ip.source, h.sourcePort))
         if let i = lookupConnection(key) {
             var out = Output(stack: self, now: now)
-            let ev = sockets[i].tcp!.receive(h, payload: b, now: now, sink: &out)
+            let ev = connection(i).pointee.receive(h, payload: b, now: now, sink: &out)
             handle(i, ev, now: now)
             return
         }
@@ -322,7 +322,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             sockets[i].remote = key.remote
             sockets[l].halfOpen += 1
             var out = Output(stack: self, now: now)
-            sockets[i].tcp!.accept(syn: h, now: now, sink: &out)
+            connection(i).pointee.accept(syn: h, now: now, sink: &out)
             armConnectionTimer(i)
             return
         }
@@ -376,7 +376,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         if ev.contains(.acknowledged) { completePushes(i) }
         if ev.contains(.readable) { completePops(i, now: now) }
         if ev.contains(.failed) || ev.contains(.closed) {
-            let e = sockets[i].tcp!.error
+            let e = connection(i).pointee.error
             if sockets[i].connectOp != Operation.none {
                 let t = sockets[i].connectOp
                 sockets[i].connectOp = Operation.none
@@ -442,7 +442,8 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     func completePushes(_ i: Int) {
-        guard let acked = sockets[i].tcp?.bytesAcknowledged else { return }
+        guard sockets[i].hasConnection else { return }
+        let acked = connection(i).pointee.bytesAcknowledged
         while true {
             let t = sockets[i].pushes.head
             guard t != Operation.none, scheduler.operation(t).pointee.aux <= acked else { return }
@@ -455,11 +456,11 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         var read = false
         while sockets[i].pops.head != Operation.none {
             let t = sockets[i].pops.head
-            if let b = sockets[i].tcp!.read() {
+            if let b = connection(i).pointee.read() {
                 read = true
                 completePop(i, t, ScatterGatherArray(head: b))
-            } else if sockets[i].tcp!.finReceived || sockets[i].tcp!.state == .closed {
-                if let e = sockets[i].tcp!.error {
+            } else if connection(i).pointee.finReceived || connection(i).pointee.state == .closed {
+                if let e = connection(i).pointee.error {
                     sockets[i].pops.removeHead(scheduler)
                     fail(t, e)
                     continue
@@ -472,7 +473,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         }
         if read {
             var out = Output(stack: self, now: now)
-            sockets[i].tcp!.output(now: now, sink: &out)  // a window update if reading opened the window
+            connection(i).pointee.output(now: now, sink: &out)  // a window update if reading opened the window
         }
     }
 
@@ -673,7 +674,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     func releaseSocket(_ i: Int) {
-        if sockets[i].hasConnection { statistics.tcpRetransmissions += sockets[i].tcp!.statistics.retransmissions }
+        if sockets[i].hasConnection { statistics.tcpRetransmissions += connection(i).pointee.statistics.retransmissions }
         sockets[i].tcp?.destroy()
         sockets[i].datagrams?.destroy()
         if sockets[i].timer != Operation.none {
@@ -744,7 +745,7 @@ extension StackLibOS {
     public var totals: StackStatistics {
         var t = statistics
         for i in sockets.indices where sockets[i].inUse && sockets[i].hasConnection {
-            t.tcpRetransmissions += sockets[i].tcp!.statistics.retransmissions
+            t.tcpRetransmissions += connection(i).pointee.statistics.retransmissions
         }
         return t
     }

@@ -2,23 +2,49 @@ import DemiCore
 
 /// The Internet checksum (RFC 1071): the ones' complement of the ones' complement sum of 16-bit words.
 public enum InternetChecksum {
-    /// The ones' complement sum of `bytes` (not complemented), added to `initial`. Sums 32 bits at a time with the
-    /// carries deferred to the end.
+    /// The ones' complement sum of `bytes` (not complemented), added to `initial`. Sums 64 bits at a time in the
+    /// host's byte order with end-around carries, then swaps the folded 16 bits to network order (RFC 1071 §2(B):
+    /// the sum does not depend on byte order).
     @inlinable
     public static func sum(_ bytes: UnsafeRawBufferPointer, initial: UInt32 = 0) -> UInt32 {
-        var acc = UInt64(initial)
-        var i = 0
         let n = bytes.count
-        while i + 4 <= n {
-            acc &+= UInt64(bytes.u32(i))
+        guard n > 0, let base = bytes.baseAddress else { return fold(UInt64(initial)) }
+        var acc: UInt64 = 0
+        var i = 0
+        while i + 32 <= n {
+            let a = base.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let b = base.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+            let c = base.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)
+            let d = base.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
+            var o: Bool
+            (acc, o) = acc.addingReportingOverflow(a); acc &+= o ? 1 : 0
+            (acc, o) = acc.addingReportingOverflow(b); acc &+= o ? 1 : 0
+            (acc, o) = acc.addingReportingOverflow(c); acc &+= o ? 1 : 0
+            (acc, o) = acc.addingReportingOverflow(d); acc &+= o ? 1 : 0
+            i += 32
+        }
+        while i + 8 <= n {
+            let (s, o) = acc.addingReportingOverflow(base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+            acc = s &+ (o ? 1 : 0)
+            i += 8
+        }
+        // At most 7 bytes left: narrower words cannot overflow once the 64-bit sum is folded to 32 bits.
+        acc = (acc & 0xFFFF_FFFF) &+ (acc >> 32)
+        if i + 4 <= n {
+            acc &+= UInt64(base.loadUnaligned(fromByteOffset: i, as: UInt32.self))
             i += 4
         }
         if i + 2 <= n {
-            acc &+= UInt64(bytes.u16(i))
+            acc &+= UInt64(base.loadUnaligned(fromByteOffset: i, as: UInt16.self))
             i += 2
         }
-        if i < n { acc &+= UInt64(bytes[i]) << 8 }
-        return fold(acc)
+        if i < n {
+            // A last odd byte is the high half of a network-order word: the low half of a little-endian one.
+            let last = UInt64(base.load(fromByteOffset: i, as: UInt8.self))
+            acc &+= UInt64(1).littleEndian == 1 ? last : last << 8
+        }
+        let native = UInt16(truncatingIfNeeded: fold(acc))
+        return fold(UInt64(UInt16(bigEndian: native)) &+ UInt64(initial))
     }
 
     /// Folds a wide sum to 16 bits of ones' complement sum.

@@ -24,22 +24,25 @@ public enum WireError: Error, Sendable, Hashable {
 /// Big-endian loads and stores on raw bytes.
 extension UnsafeRawBufferPointer {
     @inlinable func u8(_ at: Int) -> UInt8 { self[at] }
-    @inlinable func u16(_ at: Int) -> UInt16 { UInt16(self[at]) << 8 | UInt16(self[at + 1]) }
-    @inlinable func u32(_ at: Int) -> UInt32 {
-        UInt32(self[at]) << 24 | UInt32(self[at + 1]) << 16 | UInt32(self[at + 2]) << 8 | UInt32(self[at + 3])
+    // Callers checked the bounds (the views' contract); one unaligned load instead of one per byte.
+    @inlinable @inline(__always) func u16(_ at: Int) -> UInt16 {
+        assert(at >= 0 && at + 2 <= count, "read out of bounds")
+        return UInt16(bigEndian: baseAddress.unsafelyUnwrapped.loadUnaligned(fromByteOffset: at, as: UInt16.self))
+    }
+    @inlinable @inline(__always) func u32(_ at: Int) -> UInt32 {
+        assert(at >= 0 && at + 4 <= count, "read out of bounds")
+        return UInt32(bigEndian: baseAddress.unsafelyUnwrapped.loadUnaligned(fromByteOffset: at, as: UInt32.self))
     }
 }
 
 extension UnsafeMutableRawBufferPointer {
     @inlinable func put(_ v: UInt8, _ at: Int) { self[at] = v }
-    @inlinable func put(_ v: UInt16, _ at: Int) {
-        self[at] = UInt8(v >> 8)
-        self[at + 1] = UInt8(truncatingIfNeeded: v)
+    @inlinable @inline(__always) func put(_ v: UInt16, _ at: Int) {
+        assert(at >= 0 && at + 2 <= count, "write out of bounds")
+        baseAddress.unsafelyUnwrapped.storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt16.self)
     }
-    @inlinable func put(_ v: UInt32, _ at: Int) {
-        self[at] = UInt8(v >> 24)
-        self[at + 1] = UInt8(truncatingIfNeeded: v >> 16)
-        self[at + 2] = UInt8(truncatingIfNeeded: v >> 8)
-        self[at + 3] = UInt8(truncatingIfNeeded: v)
+    @inlinable @inline(__always) func put(_ v: UInt32, _ at: Int) {
+        assert(at >= 0 && at + 4 <= count, "write out of bounds")
+        baseAddress.unsafelyUnwrapped.storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt32.self)
     }
 }

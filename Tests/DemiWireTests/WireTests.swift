@@ -40,6 +40,39 @@ func everyTruncation(_ bytes: [UInt8], _ body: (UnsafeRawBufferPointer) throws -
         [UInt8]([0xAB]).withUnsafeBytes { #expect(InternetChecksum.sum($0) == 0xAB00, "odd length pads with zero") }
     }
 
+    /// The word-at-a-time sum against the definition (16-bit big-endian words, a last odd byte padded), for every
+    /// length to 300 at every alignment to 8 and with a carry-heavy initial value: long runs of 0xFF stress the
+    /// end-around carries.
+    @Test func wideSumMatchesDefinition() {
+        func reference(_ b: ArraySlice<UInt8>, initial: UInt32) -> UInt32 {
+            var s = UInt64(initial)
+            var i = b.startIndex
+            while i < b.endIndex {
+                s += UInt64(b[i]) << 8 | (i + 1 < b.endIndex ? UInt64(b[i + 1]) : 0)
+                i += 2
+            }
+            while s >> 16 != 0 { s = (s & 0xFFFF) + (s >> 16) }
+            return UInt32(s)
+        }
+        var rng = UInt64(99)
+        func next() -> UInt8 { rng = rng &* 6364136223846793005 &+ 1442695040888963407; return UInt8(rng >> 56) }
+        let random = (0..<320).map { _ in next() }
+        let ones = [UInt8](repeating: 0xFF, count: 320)
+        for data in [random, ones] {
+            for offset in 0..<8 {
+                for length in 0...300 {
+                    let slice = data[offset..<offset + length]
+                    for initial: UInt32 in [0, 0xFFFF, 0x1_2345] {
+                        let got = slice.withUnsafeBytes { InternetChecksum.sum($0, initial: initial) }
+                        let want = reference(slice, initial: initial)
+                        // 0x0000 and 0xFFFF are the same value in ones' complement.
+                        #expect(got == want || (got ^ want) == 0xFFFF, "length \(length) offset \(offset)")
+                    }
+                }
+            }
+        }
+    }
+
     @Test func incrementalUpdateMatchesRecomputation() {
         var rng = UInt64(12345)
         func next() -> UInt64 { rng = rng &* 6364136223846793005 &+ 1442695040888963407; return rng >> 33 }
