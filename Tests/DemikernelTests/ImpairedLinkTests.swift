@@ -108,13 +108,28 @@ final class LockedBox<T>: @unchecked Sendable {
 
 // MARK: - Tests
 
-/// catpowder (our stack on AF_PACKET, namespace a) against the Linux kernel's TCP (namespace b) through a user-space
-/// impairment bridge (namespace m) that drops, reorders, duplicates, corrupts or delays frames in both directions.
-/// The kernel client sends through our echo server and checks SHA-256 of what comes back. Needs root; skips
-/// otherwise (CI requires it with DEMI_REQUIRE_ALL_SUITES=1).
+/// catpowder (our stack on AF_PACKET and, with the AFXDP trait, on AF_XDP, in namespace a) against the Linux
+/// kernel's TCP (namespace b) through a user-space impairment bridge (namespace m) that drops, reorders, duplicates,
+/// corrupts or delays frames in both directions. The kernel client sends through our echo server and checks SHA-256
+/// of what comes back. Needs root; skips otherwise (CI requires it with DEMI_REQUIRE_ALL_SUITES=1, and .ci/run checks
+/// that every device and profile printed its "impaired-link[...]" summary).
 @Suite(.serialized) struct ImpairedLinkTests {
-    static func start(_ hosts: BridgedHosts) throws -> LibOS {
+    typealias Kind = RawSocketTests.Kind
+
+    /// The devices of this suite and of ``CaptureTests``: catpowder on AF_PACKET always, on AF_XDP with the AFXDP
+    /// trait (catnip has its own suites).
+    static var devices: [Kind] {
+        var k: [Kind] = [.afPacket]
+        #if AFXDP
+        k.append(.afXDP)
+        #endif
+        return k
+    }
+
+    static func start(_ hosts: BridgedHosts, _ kind: Kind = .afPacket) throws -> LibOS {
+        precondition(kind != .dpdk, "catnip is not part of this suite")
         var c = Configuration()
+        c.rawSocketDevice = kind == .afXDP ? .afXDP : .afPacket
         c.interfaceName = hosts.interface
         c.localIPv4Address = IPv4Address(hosts.ourIP)
         c.arpRequestTimeoutSeconds = 0.2
@@ -225,7 +240,7 @@ final class LockedBox<T>: @unchecked Sendable {
 
     /// 100 MB each way, except 10 % loss: our recovery of lost retransmissions waits for the timeout (no RACK-TLP
     /// yet), so 20 MB there already takes about two minutes.
-    static let cases: [(String, Int)] = [
+    static let profiles: [(String, Int)] = [
         ("", 100_000_000),
         ("loss=1%", 100_000_000),
         ("loss=10%", 20_000_000),
@@ -235,16 +250,32 @@ final class LockedBox<T>: @unchecked Sendable {
         ("delay=10ms,jitter=5ms", 100_000_000),
     ]
 
+    /// AF_XDP runs the same profiles; only 10 % loss moves less (5 MB, under a minute), so that the second device
+    /// adds minutes, not a second copy of the slowest case, to CI. The clean case is 100 MB on both devices.
+    static let xdpSizes: [String: Int] = ["loss=10%": 5_000_000]
+
+    /// (device, profile, bytes each way).
+    static var cases: [(Kind, String, Int)] {
+        devices.flatMap { d in
+            profiles.map { (p, n) in (d, p, d == .afXDP ? xdpSizes[p] ?? n : n) }
+        }
+    }
+
     @Test(arguments: cases)
-    func bulkTransferThroughTheBridge(profile: String, total: Int) throws {
+    func bulkTransferThroughTheBridge(device: Kind, profile: String, total: Int) throws {
         // Debugging aids: DEMI_IMPAIRED_ONLY=<profile> ("clean" for none) runs one case, DEMI_IMPAIRED_MB=<n> sets the
         // size, DEMI_IMPAIRED_PROFILE=<profile> runs the clean case with any other profile instead, and
-        // DEMI_IMPAIRED_KERNEL_BASELINE=1 puts the kernel's TCP (a Python echo) in namespace a instead of our stack.
+        // DEMI_IMPAIRED_KERNEL_BASELINE=1 puts the kernel's TCP (a Python echo) in namespace a instead of our stack;
+        // DEMI_IMPAIRED_DEVICE=af_packet|af_xdp runs one device.
         let env = ProcessInfo.processInfo.environment
         if let only = env["DEMI_IMPAIRED_ONLY"], only != (profile.isEmpty ? "clean" : profile) { return }
+        if let only = env["DEMI_IMPAIRED_DEVICE"], !device.rawValue.hasSuffix("/" + only) { return }
         let total = env["DEMI_IMPAIRED_MB"].flatMap(Int.init).map { $0 * 1_000_000 } ?? total
         let profile = profile.isEmpty ? env["DEMI_IMPAIRED_PROFILE"] ?? profile : profile
-        if env["DEMI_IMPAIRED_KERNEL_BASELINE"] == "1" { return try kernelBaseline(profile: profile, total: total) }
+        if env["DEMI_IMPAIRED_KERNEL_BASELINE"] == "1" {
+            // The kernel on both ends: the device does not matter, so once.
+            return device == .afPacket ? try kernelBaseline(profile: profile, total: total) : ()
+        }
         guard let hosts = try BridgedHosts.create() else { return }
         defer { hosts.destroy() }
         var toA = try FaultProfile(parsing: profile)
@@ -253,9 +284,9 @@ final class LockedBox<T>: @unchecked Sendable {
         toB.seed = 12
         let bridge = try hosts.startBridge(a: toA, b: toB)
         defer { try? bridge.stop() }
-        let os = try Self.start(hosts)
+        let os = try Self.start(hosts, device)
         let echo = try EchoDriver(os, port: 7200)
-        let log = "/tmp/demi-impaired-\(getpid())-\(profile.isEmpty ? "clean" : profile).log"
+        let log = "/tmp/demi-impaired-\(getpid())-\(device == .afXDP ? "xdp" : "packet")-\(profile.isEmpty ? "clean" : profile).log"
         defer { unlink(log) }
         let kernelBefore = Self.snmp(hosts, .b)
         let started = Instant.now()
@@ -277,7 +308,7 @@ final class LockedBox<T>: @unchecked Sendable {
         let stats = Dictionary(os.statistics, uniquingKeysWith: { x, _ in x })
         func delta(_ k: String) -> Int { (kernelAfter[k] ?? 0) - (kernelBefore[k] ?? 0) }
         let summary = """
-            profile '\(profile)': \(total / 1_000_000) MB each way in \(String(format: "%.1f", seconds)) s \
+            impaired-link[\(device)] profile '\(profile.isEmpty ? "clean" : profile)': \(total / 1_000_000) MB each way in \(String(format: "%.1f", seconds)) s \
             (\(String(format: "%.1f", Double(2 * total) * 8 / seconds / 1e6)) Mbit/s both ways); client: \(out)
               bridge a->b: \(b.aToB.frames) frames \(b.aToB.faults), device drops \(b.deviceB.droppedFrames)
               bridge b->a: \(b.bToA.frames) frames \(b.bToA.faults), device drops \(b.deviceA.droppedFrames)
@@ -372,7 +403,8 @@ final class LockedBox<T>: @unchecked Sendable {
         sys.exit(0 if ok and udp == 4 else 1)
         """
 
-    @Test func ourFramesPassWiresharksChecksumValidation() throws {
+    @Test(arguments: ImpairedLinkTests.devices)
+    func ourFramesPassWiresharksChecksumValidation(device: RawSocketTests.Kind) throws {
         guard let tshark = Self.tsharkPath else {
             if ProcessInfo.processInfo.environment["DEMI_REQUIRE_ALL_SUITES"] == "1" {
                 Issue.record("tshark is required (DEMI_REQUIRE_ALL_SUITES=1) but not installed")
@@ -385,9 +417,9 @@ final class LockedBox<T>: @unchecked Sendable {
         defer { hosts.destroy() }
         let bridge = try hosts.startBridge(a: FaultProfile(), b: FaultProfile())
         defer { try? bridge.stop() }
-        let os = try ImpairedLinkTests.start(hosts)
+        let os = try ImpairedLinkTests.start(hosts, device)
         let echo = try EchoDriver(os, port: 7200, udpPort: 7201)
-        let base = "/tmp/demi-capture-\(getpid())"
+        let base = "/tmp/demi-capture-\(getpid())-\(device == .afXDP ? "xdp" : "packet")"
         let pcap = base + ".pcap", control = base + "-control.pcap"
         let captureLog = base + "-tshark.log", clientLog = base + "-client.log"
         defer { for f in [pcap, control, captureLog, clientLog] { unlink(f) } }
@@ -431,7 +463,7 @@ final class LockedBox<T>: @unchecked Sendable {
                                   "\(ours) && (ip.checksum.status == 0 || tcp.checksum.status == 0 || udp.checksum.status == 0 || icmp.checksum.status == 0)")
         let malformed = try Self.frames(tshark, pcap, "_ws.malformed")
         let errors = try Self.frames(tshark, pcap, "\(ours) && _ws.expert.severity == error")
-        print("capture: \(all.count) frames from us (\(tcp.count) TCP, \(udp.count) UDP, \(fragments.count) non-final fragments); "
+        print("capture[\(device)]: \(all.count) frames from us (\(tcp.count) TCP, \(udp.count) UDP, \(fragments.count) non-final fragments); "
               + "good checksums IP \(goodIP.count) TCP \(goodTCP.count) UDP \(goodUDP.count); bad \(bad.count); "
               + "malformed \(malformed.count); expert errors \(errors.count)")
         #expect(all.count > 1000, "the capture holds our frames")
