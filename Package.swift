@@ -99,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "demi",
             dependencies: [
-                "Demikernel", "CDemiLinux", "CDemiBaselines", "SharedMemoryPattern",
+                "Demikernel", "CDemiLinux", "CDemiBaselines", "SharedMemoryPattern", "DemiDPDK",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -231,4 +231,92 @@ void cdpdk_mbuf_free(void *mbuf) { rte_pktmbuf_free(mbuf); }
 void cdpdk_mbuf_free_segment(void *mbuf) { rte_pktmbuf_free_seg(mbuf); }
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count) { rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, count); }
 
+// MARK: - Bare frame ping-pong (no stack: the benchmark's baseline)
+
+#include <time.h>
+
+static inline uint64_t bare_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline int bare_is_ours(struct rte_mbuf *m, uint16_t ethertype) {
+    if (m->data_len < 18) return 0;
+    const uint8_t *p = rte_pktmbuf_mtod(m, const uint8_t *);
+    return p[12] == (ethertype >> 8) && p[13] == (ethertype & 0xff);
+}
+
+int64_t cdpdk_bare_ping(uint16_t port, void *mempool, const uint8_t dst[6], const uint8_t src[6], uint16_t ethertype,
+                        uint16_t length, uint32_t warmup, uint32_t count, uint64_t *samples, uint64_t timeout_ns) {
+    if (length < 60) length = 60;
+    struct rte_mbuf *rx[32];
+    int64_t resent = 0;
+    for (uint32_t i = 0; i < warmup + count; i++) {
+        uint64_t start = 0;
+        int answered = 0;
+        for (int attempt = 0; attempt < 5 && !answered; attempt++) {
+            struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
+            if (m == NULL) return -ENOMEM;
+            uint8_t *f = (uint8_t *)rte_pktmbuf_append(m, length);
+            if (f == NULL) { rte_pktmbuf_free(m); return -EMSGSIZE; }
+            memcpy(f, dst, 6);
+            memcpy(f + 6, src, 6);
+            f[12] = ethertype >> 8;
+            f[13] = ethertype & 0xff;
+            memcpy(f + 14, &i, 4);
+            memset(f + 18, 0x5a, length - 18);
+            if (attempt > 0) resent++;
+            start = bare_now_ns();
+            uint64_t deadline = start + timeout_ns;
+            while (rte_eth_tx_burst(port, 0, &m, 1) == 0) {
+                if (bare_now_ns() > deadline) { rte_pktmbuf_free(m); return -ETIMEDOUT; }
+            }
+            while (!answered && bare_now_ns() < deadline) {
+                uint16_t n = rte_eth_rx_burst(port, 0, rx, 32);
+                for (uint16_t k = 0; k < n; k++) {
+                    uint32_t seq = 0;
+                    if (bare_is_ours(rx[k], ethertype)) memcpy(&seq, rte_pktmbuf_mtod(rx[k], uint8_t *) + 14, 4);
+                    if (bare_is_ours(rx[k], ethertype) && seq == i) answered = 1;
+                    rte_pktmbuf_free(rx[k]);
+                }
+            }
+        }
+        if (!answered) return -ETIMEDOUT;
+        uint64_t rtt = bare_now_ns() - start;
+        if (i >= warmup) samples[i - warmup] = rtt;
+    }
+    return resent;
+}
+
+int64_t cdpdk_bare_reflect(uint16_t port, uint16_t ethertype, uint64_t frames, uint64_t idle_ns) {
+    struct rte_mbuf *rx[32];
+    uint64_t reflected = 0;
+    uint64_t last = bare_now_ns();
+    while (reflected < frames) {
+        uint16_t n = rte_eth_rx_burst(port, 0, rx, 32);
+        if (n == 0) {
+            if (bare_now_ns() - last > idle_ns) break;
+            continue;
+        }
+        last = bare_now_ns();
+        uint16_t out = 0;
+        for (uint16_t k = 0; k < n; k++) {
+            struct rte_mbuf *m = rx[k];
+            if (!bare_is_ours(m, ethertype)) { rte_pktmbuf_free(m); continue; }
+            uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
+            uint8_t t[6];
+            memcpy(t, p, 6);
+            memcpy(p, p + 6, 6);
+            memcpy(p + 6, t, 6);
+            rx[out++] = m;
+        }
+        uint16_t sent = 0;
+        for (int tries = 0; sent < out && tries < 1000; tries++) sent += rte_eth_tx_burst(port, 0, rx + sent, out - sent);
+        if (sent < out) rte_pktmbuf_free_bulk(rx + sent, out - sent);
+        reflected += sent;
+    }
+    return (int64_t)reflected;
+}
+
 #endif

@@ -21,7 +21,7 @@ struct Demi: ParsableCommand {
             The full harness (with SwiftNIO, throughput by size and SVG charts) is Benchmarks/ (demi-benchmarks); \
             scripts/benchmarks.sh regenerates docs/BENCHMARKS.md.
             """,
-        subcommands: [Bench.self, Echo.self, Ping.self, SharedMemoryEcho.self, Goodput.self],
+        subcommands: [Bench.self, Echo.self, Ping.self, SharedMemoryEcho.self, Goodput.self] + optionalSubcommands,
         defaultSubcommand: Bench.self
     )
 }

@@ -123,6 +123,18 @@ void cdpdk_mbuf_free(void *mbuf);
 void cdpdk_mbuf_free_segment(void *mbuf);
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count);
 
+// MARK: - Bare frame ping-pong (no stack: the benchmark's baseline)
+
+/// Sends `warmup + count` frames of `length` bytes (EtherType `ethertype`, a sequence number, padding) from `src` to
+/// `dst` on queue 0 of `port`, one at a time, each after the previous one came back (busy-polling rte_eth_rx_burst),
+/// and stores the last `count` round trips (CLOCK_MONOTONIC ns) in `samples`. A frame not back within `timeout_ns` is
+/// sent again (up to 5 times). Returns the number of resends, or a negative errno.
+int64_t cdpdk_bare_ping(uint16_t port, void *mempool, const uint8_t dst[6], const uint8_t src[6], uint16_t ethertype,
+                        uint16_t length, uint32_t warmup, uint32_t count, uint64_t *samples, uint64_t timeout_ns);
+/// Bounces every received frame of EtherType `ethertype` back on `port` (source and destination MAC swapped, the
+/// same mbuf: no copy) until `frames` were reflected or none came for `idle_ns`. Returns the number reflected.
+int64_t cdpdk_bare_reflect(uint16_t port, uint16_t ethertype, uint64_t frames, uint64_t idle_ns);
+
 #ifdef __cplusplus
 }
 #endif
