@@ -18,7 +18,7 @@ extension StackLibOS {
     public func bind(_ qd: QDesc, to address: SocketAddressV4) throws(Errno) {
         let i = try socketIndex(qd)
         if let e = SocketRules.bind(sockets[i].type, sockets[i].state) { throw e }
-        guard address.address.isUnspecified || address.address == configuration.localIPv4 else {
+        guard address.address.isUnspecified || address.address == localIPv4 else {
             throw .addressNotAvailable
         }
         let stream = sockets[i].type == .stream
@@ -34,7 +34,7 @@ extension StackLibOS {
         } else {
             udpPorts[port] = i
         }
-        sockets[i].local = SocketAddressV4(configuration.localIPv4, port)
+        sockets[i].local = SocketAddressV4(localIPv4, port)
         sockets[i].state = .bound
     }
 
@@ -73,7 +73,7 @@ extension StackLibOS {
             let port = try allocatePort(stream: true)
             tcpPorts[port, default: 0] += 1
             sockets[i].portCounted = true
-            sockets[i].local = SocketAddressV4(configuration.localIPv4, port)
+            sockets[i].local = SocketAddressV4(localIPv4, port)
         }
         let key = TCPEndpoints(local: sockets[i].local, remote: address)
         guard connections[key] == nil else { throw .addressInUse }
@@ -202,11 +202,11 @@ extension StackLibOS {
         guard let b = pool.allocate(size: UDPHeader.size, headroom: Self.headerRoom) else { throw .noMemory }
         sga.retainAll()
         b.header.pointee.next = head.header
-        let src = configuration.localIPv4
+        let src = localIPv4
         let u = UDPHeader(sourcePort: sockets[i].local.port, destinationPort: address.port, payloadLength: length)
         // The header alone (checksum left zero), then the checksum over the whole chain.
         u.emit(b.bytes, source: src, destination: address.address, checksumOffload: true)
-        if !device.capabilities.transmitOffload.contains(.udp) {
+        if !transmitOffload.contains(.udp) {
             let pseudo = InternetChecksum.pseudoHeader(source: src, destination: address.address,
                                                       protocol: IPProtocol.udp, length: UDPHeader.size + length)
             let c = InternetChecksum.finish(Self.chainSum(b, initial: pseudo))

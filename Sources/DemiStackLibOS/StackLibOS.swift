@@ -34,7 +34,12 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     @exclusivity(unchecked) var lastEndpoints = TCPEndpoints(local: .unspecified, remote: .unspecified)
     @exclusivity(unchecked) var tcpListeners: [UInt16: Int] = [:]
     @exclusivity(unchecked) var tcpPorts: [UInt16: Int] = [:]
-    @exclusivity(unchecked) var udpPorts: [UInt16: Int] = [:]
+    @exclusivity(unchecked) var udpPorts: [UInt16: Int] = [:] {
+        didSet { lastUDPPort = 0 }
+    }
+    /// The last UDP port found and its socket (port 0: none), so that a stream of datagrams hashes once.
+    @exclusivity(unchecked) var lastUDPPort: UInt16 = 0
+    @exclusivity(unchecked) var lastUDPSocket = -1
     @exclusivity(unchecked) var nextEphemeral: UInt16
     @exclusivity(unchecked) var ipIdentification: UInt16 = 0
     @exclusivity(unchecked) var icmpSecond: Int64 = -1
@@ -44,6 +49,14 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     let rx: UnsafeMutablePointer<DemiBuffer>
     let burst: Int
     let mtu: Int
+    /// Copies of the configuration and device capabilities read per packet: calling a method of, or reading through,
+    /// a large struct held by a class copies the whole struct first.
+    let localIPv4: IPv4Address
+    let localMAC: MACAddress
+    let netmask: UInt32
+    let gateway: IPv4Address?
+    let receiveOffload: ChecksumOffload
+    let transmitOffload: ChecksumOffload
     let isnKey: (UInt64, UInt64)
 
     static var housekeepingTag: UInt64 { 1 }
@@ -67,6 +80,12 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         burst = max(1, device.capabilities.maxBurst)
         rx = .allocate(capacity: burst)
         mtu = device.capabilities.mtu
+        localIPv4 = configuration.localIPv4
+        localMAC = configuration.localMAC
+        netmask = configuration.netmask
+        gateway = configuration.gateway
+        receiveOffload = device.capabilities.receiveOffload
+        transmitOffload = device.capabilities.transmitOffload
         let span = Int(configuration.ephemeralPorts.upperBound - configuration.ephemeralPorts.lowerBound) + 1
         nextEphemeral = configuration.ephemeralPorts.lowerBound &+ UInt16(truncatingIfNeeded: Int.random(in: 0..<span))
         isnKey = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
@@ -149,7 +168,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             f.releaseChain()
             return
         }
-        if eth.destination != configuration.localMAC && !eth.destination.isBroadcast {
+        if eth.destination != localMAC && !eth.destination.isBroadcast {
             statistics.notForUs += 1
             f.releaseChain()
             return
@@ -184,15 +203,15 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     func receiveIPv4(_ f: DemiBuffer, now: Instant) {
         var ip: IPv4Header
         do {
-            ip = try IPv4Header.parse(stripping: f, checksumOffload: device.capabilities.receiveOffload.contains(.ipv4))
+            ip = try IPv4Header.parse(stripping: f, checksumOffload: receiveOffload.contains(.ipv4))
         } catch {
             if error == .badChecksum { statistics.checksumErrors += 1 } else { statistics.malformed += 1 }
             f.releaseChain()
             return
         }
         let dst = ip.destination
-        let subnetBroadcast = IPv4Address(rawValue: configuration.localIPv4.rawValue | ~configuration.netmask)
-        guard dst == configuration.localIPv4 || dst.isBroadcast || dst == subnetBroadcast else {
+        let subnetBroadcast = IPv4Address(rawValue: localIPv4.rawValue | ~netmask)
+        guard dst == localIPv4 || dst.isBroadcast || dst == subnetBroadcast else {
             statistics.notForUs += 1
             f.releaseChain()
             return
@@ -226,7 +245,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             b.releaseChain()
             return
         }
-        guard h.type == ICMPv4Header.MessageType.echoRequest, ip.destination == configuration.localIPv4 else {
+        guard h.type == ICMPv4Header.MessageType.echoRequest, ip.destination == localIPv4 else {
             b.releaseChain()  // errors for our sockets: soft errors, ignored (RFC 5927)
             return
         }
@@ -241,15 +260,15 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         let u: UDPHeader
         do {
             u = try UDPHeader.parse(UnsafeRawBufferPointer(b.bytes), source: ip.source, destination: ip.destination,
-                                    checksumOffload: device.capabilities.receiveOffload.contains(.udp))
+                                    checksumOffload: receiveOffload.contains(.udp))
         } catch {
             if error == .badChecksum { statistics.checksumErrors += 1 } else { statistics.malformed += 1 }
             b.releaseChain()
             return
         }
-        guard let i = udpPorts[u.destinationPort] else {
+        guard let i = lookupUDPPort(u.destinationPort) else {
             statistics.udpNoPort += 1
-            if ip.destination == configuration.localIPv4 {
+            if ip.destination == localIPv4 {
                 sendICMPError(type: ICMPv4Header.MessageType.destinationUnreachable,
                               code: ICMPv4Header.UnreachableCode.port, original: ip, payload: b, now: now)
             }
@@ -287,7 +306,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         do {
             let (hdr, off) = try TCPHeader.parse(UnsafeRawBufferPointer(b.bytes), source: ip.source,
                                                  destination: ip.destination,
-                                                 checksumOffload: device.capabilities.receiveOffload.contains(.tcp))
+                                                 checksumOffload: receiveOffload.contains(.tcp))
             h = hdr
             b.trimFront(off)
         } catch {
@@ -296,7 +315,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             return
         }
         statistics.tcpSegmentsReceived += 1
-        guard ip.destination == configuration.localIPv4 else {
+        guard ip.destination == localIPv4 else {
             b.releaseChain()
             return
         }
@@ -341,6 +360,16 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         withUnsafeMutablePointer(to: &sockets[i].tcp) {
             UnsafeMutableRawPointer($0).assumingMemoryBound(to: TCPConnection.self)
         }
+    }
+
+    /// The socket bound to UDP port `port`, from the one-entry cache or the table.
+    @inline(__always)
+    func lookupUDPPort(_ port: UInt16) -> Int? {
+        if port == lastUDPPort { return lastUDPSocket }
+        guard let i = udpPorts[port] else { return nil }
+        lastUDPPort = port
+        lastUDPSocket = i
+        return i
     }
 
     /// The connection of `key`, from the one-entry cache or the table.
@@ -503,7 +532,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         let total = hlen + (payload?.chainCount ?? 0)
         let src = endpoints.local.address, dst = endpoints.remote.address
         h.emit(b.bytes, source: src, destination: dst, checksumOffload: true)
-        if !device.capabilities.transmitOffload.contains(.tcp) {
+        if !transmitOffload.contains(.tcp) {
             let pseudo = InternetChecksum.pseudoHeader(source: src, destination: dst, protocol: IPProtocol.tcp,
                                                       length: total)
             b.baseAddress.storeBytes(of: InternetChecksum.finish(Self.chainSum(b, initial: pseudo)).bigEndian, toByteOffset: 16, as: UInt16.self)
@@ -548,7 +577,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     func sendIPv4(_ b: DemiBuffer, to dst: IPv4Address, proto: UInt8, now: Instant) {
         let length = b.chainCount
         ipIdentification &+= 1
-        var h = IPv4Header(source: configuration.localIPv4, destination: dst, proto: proto, payloadLength: length)
+        var h = IPv4Header(source: localIPv4, destination: dst, proto: proto, payloadLength: length)
         h.identification = ipIdentification
         guard let hop = nextHop(dst) else {
             statistics.unreachable += 1
@@ -563,7 +592,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
             b.releaseChain()
             return
         }
-        guard h.emit(prependingTo: b, checksumOffload: device.capabilities.transmitOffload.contains(.ipv4)) else {
+        guard h.emit(prependingTo: b, checksumOffload: transmitOffload.contains(.ipv4)) else {
             b.releaseChain()
             statistics.framesDropped += 1
             return
@@ -573,8 +602,8 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
 
     /// The next hop toward `dst`: itself on the local subnet, else the gateway (nil if none).
     func nextHop(_ dst: IPv4Address) -> IPv4Address? {
-        if dst.isBroadcast || configuration.isLocal(dst) { return dst }
-        return configuration.gateway
+        if dst.isBroadcast || dst.rawValue & netmask == localIPv4.rawValue & netmask { return dst }
+        return gateway
     }
 
     /// Sends an IP packet (header included) to `hop`, resolving its MAC first if needed.
@@ -604,7 +633,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     func transmitFrame(_ b: DemiBuffer, to mac: MACAddress, now: Instant) {
-        let eth = EthernetHeader(destination: mac, source: configuration.localMAC, etherType: EtherType.ipv4)
+        let eth = EthernetHeader(destination: mac, source: localMAC, etherType: EtherType.ipv4)
         guard eth.emit(prependingTo: b) else {
             b.releaseChain()
             statistics.framesDropped += 1
@@ -617,7 +646,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     func sendARP(_ p: ARPPacket, to mac: MACAddress, now: Instant) {
         guard let b = pool.allocate(size: ARPPacket.length, headroom: 32) else { return }
         p.emit(b.bytes)
-        let eth = EthernetHeader(destination: mac, source: configuration.localMAC, etherType: EtherType.arp)
+        let eth = EthernetHeader(destination: mac, source: localMAC, etherType: EtherType.arp)
         eth.emit(prependingTo: b)
         statistics.framesSent += 1
         if !device.transmit(b, now: now) { statistics.framesDropped += 1 }
