@@ -300,9 +300,11 @@ cat <<DOC
 \`demi goodput --sink\` in host a (times the first byte to the last), \`demi goodput --source\` in host b (16 pushes of
 64 KiB outstanding), $((gbytes / 1048576)) MiB per run, $greps repetitions. catnip's \`net_af_packet\` rings hold 256
 frames by default, each 64 KiB (the driver has the kernel reassemble IPv4 fragments, so a frame must hold a whole
-datagram); a TCP receive window of 1 MiB (about 720 segments) overflows them whenever the receiver is descheduled,
-and the losses cost retransmission timeouts. The last row gives both ends $ring_frames-frame rings (about
-$((ring_frames / 16)) MB of kernel memory per ring) with \`dpdk.eal_init\`.
+datagram). A 1 MiB TCP window (about 720 segments) can overflow them: in catnip -> catnip runs by hand about 1.6 % of
+the data segments and of the ACKs were lost in the rings (\`tcp_retransmissions\` in \`demi goodput\`'s statistics),
+and 4096-frame rings removed the losses without changing the goodput much. The last row gives both ends
+$ring_frames-frame rings (about $((ring_frames / 16)) MB of kernel memory per ring) with \`dpdk.eal_init\`.
+Goodput on this shared machine varies by 2-3x between repetitions (see the ranges).
 
 | sender -> receiver | Gbit/s (median) | range | vs kernel |
 |---|---:|---:|---:|
