@@ -15,6 +15,9 @@
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -230,6 +233,90 @@ void cdpdk_mbuf_set_window(void *mbuf, uint16_t data_off, uint16_t data_len) {
 void cdpdk_mbuf_free(void *mbuf) { rte_pktmbuf_free(mbuf); }
 void cdpdk_mbuf_free_segment(void *mbuf) { rte_pktmbuf_free_seg(mbuf); }
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count) { rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, count); }
+
+// MARK: - Checksum offload
+
+uint64_t cdpdk_checksum_offload_bits(uint8_t checksums, int transmit) {
+    uint64_t b = 0;
+    if (transmit) {
+        if (checksums & 1) b |= RTE_ETH_TX_OFFLOAD_IPV4_CKSUM;
+        if (checksums & 2) b |= RTE_ETH_TX_OFFLOAD_UDP_CKSUM;
+        if (checksums & 4) b |= RTE_ETH_TX_OFFLOAD_TCP_CKSUM;
+    } else {
+        if (checksums & 1) b |= RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
+        if (checksums & 2) b |= RTE_ETH_RX_OFFLOAD_UDP_CKSUM;
+        if (checksums & 4) b |= RTE_ETH_RX_OFFLOAD_TCP_CKSUM;
+    }
+    return b;
+}
+
+// The IPv4 header of an untagged Ethernet frame in one segment, or NULL.
+static inline struct rte_ipv4_hdr *ipv4_of(struct rte_mbuf *m) {
+    if (m->data_len < RTE_ETHER_HDR_LEN + sizeof(struct rte_ipv4_hdr)) return NULL;
+    uint8_t *p = rte_pktmbuf_mtod(m, uint8_t *);
+    if (p[12] != 0x08 || p[13] != 0x00) return NULL;
+    struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(p + RTE_ETHER_HDR_LEN);
+    unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+    if ((ip->version_ihl >> 4) != 4 || ihl < 20 || m->data_len < RTE_ETHER_HDR_LEN + ihl) return NULL;
+    return ip;
+}
+
+static inline int is_fragment(const struct rte_ipv4_hdr *ip) {
+    return (rte_be_to_cpu_16(ip->fragment_offset) & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0;
+}
+
+void cdpdk_mbuf_tx_checksum(void *mbuf, uint8_t checksums) {
+    struct rte_mbuf *m = mbuf;
+    struct rte_ipv4_hdr *ip = ipv4_of(m);
+    if (ip == NULL) return;
+    unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+    m->l2_len = RTE_ETHER_HDR_LEN;
+    m->l3_len = ihl;
+    uint64_t f = RTE_MBUF_F_TX_IPV4;
+    if (checksums & 1) {
+        f |= RTE_MBUF_F_TX_IP_CKSUM;
+        ip->hdr_checksum = 0;
+    }
+    // The L4 checksum covers the whole datagram: a fragment's is left as the stack wrote it.
+    if (!is_fragment(ip)) {
+        uint8_t *l4 = (uint8_t *)ip + ihl;
+        if ((checksums & 4) && ip->next_proto_id == IPPROTO_TCP && m->data_len >= RTE_ETHER_HDR_LEN + ihl + 20) {
+            f |= RTE_MBUF_F_TX_TCP_CKSUM;
+            ((struct rte_tcp_hdr *)l4)->cksum = rte_ipv4_phdr_cksum(ip, f);
+        } else if ((checksums & 2) && ip->next_proto_id == IPPROTO_UDP && m->data_len >= RTE_ETHER_HDR_LEN + ihl + 8) {
+            f |= RTE_MBUF_F_TX_UDP_CKSUM;
+            ((struct rte_udp_hdr *)l4)->dgram_cksum = rte_ipv4_phdr_cksum(ip, f);
+        }
+    }
+    m->ol_flags |= f;
+}
+
+int cdpdk_mbuf_rx_checksum_bad(void *mbuf, uint8_t checksums) {
+    struct rte_mbuf *m = mbuf;
+    uint64_t f = m->ol_flags;
+    if (m->nb_segs != 1) return 0;   // our software checks run on what is not verified here
+    struct rte_ipv4_hdr *ip = ipv4_of(m);
+    if (ip == NULL) return 0;
+    if (checksums & 1) {
+        uint64_t s = f & RTE_MBUF_F_RX_IP_CKSUM_MASK;
+        if (s == RTE_MBUF_F_RX_IP_CKSUM_BAD) return 1;
+        if (s != RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_ipv4_cksum(ip) != 0) return 1;   // not verified: check here
+    }
+    int tcp = ip->next_proto_id == IPPROTO_TCP, udp = ip->next_proto_id == IPPROTO_UDP;
+    if (((checksums & 4) && tcp) || ((checksums & 2) && udp)) {
+        if (is_fragment(ip)) return 0;   // cannot be verified per fragment
+        uint64_t s = f & RTE_MBUF_F_RX_L4_CKSUM_MASK;
+        if (s == RTE_MBUF_F_RX_L4_CKSUM_BAD) return 1;
+        if (s != RTE_MBUF_F_RX_L4_CKSUM_GOOD) {
+            unsigned ihl = (ip->version_ihl & 0x0f) * 4u;
+            unsigned total = rte_be_to_cpu_16(ip->total_length);
+            if (total < ihl || m->data_len < RTE_ETHER_HDR_LEN + total) return 1;
+            if (udp && ((struct rte_udp_hdr *)((uint8_t *)ip + ihl))->dgram_cksum == 0) return 0;
+            return rte_ipv4_udptcp_cksum_verify(ip, (uint8_t *)ip + ihl) != 0;
+        }
+    }
+    return 0;
+}
 
 // MARK: - Bare frame ping-pong (no stack: the benchmark's baseline)
 

@@ -326,9 +326,13 @@ private func releaseWrappedMbuf(_ object: UnsafeMutableRawPointer?, _ context: U
 ///   window. Frames are queued and sent with one `rte_eth_tx_burst` per ``flush(now:)`` (the stack calls it once at
 ///   the end of each pass), at the start of each receive, and whenever ``Configuration/maxBurst`` are waiting.
 ///   Frames the driver does not take after a few tries are freed and counted as dropped.
-/// - **Capabilities**: the MTU is the port's (`rte_eth_dev_get_mtu`), capped by what one mbuf holds; checksum
-///   offloads the port reports are in ``reportedOffloads``, but they are not enabled (that needs per-packet mbuf
-///   metadata), so ``capabilities`` offers none.
+/// - **Capabilities**: the MTU is the port's (`rte_eth_dev_get_mtu`), capped by what one mbuf holds. Checksum
+///   offloads: what the port reports (`rte_eth_dev_info_get`) is in ``reportedOffloads``; of those, the IPv4 header
+///   and TCP checksums are enabled on the port and offered to the stack in ``capabilities`` (see
+///   ``usableChecksumOffloads(receive:transmit:enabled:)``, and ``Configuration/checksumOffload`` to turn them off).
+///   On transmit the device sets each IPv4 frame's offload flags, header lengths and TCP pseudo-header checksum; on
+///   receive it drops frames the port flagged bad, and checks itself what the port left unverified
+///   (``checksumDrops``). `net_af_packet` and `net_af_xdp` report none; `net_tap` reports all three.
 ///
 /// Open it (and close it) on a thread in the interface's network namespace: `net_af_packet` looks the interface up
 /// at probe time, and starting the port sets the interface's flags with `ioctl`s by name.
@@ -365,6 +369,8 @@ public final class DPDKDevice: PhysicalLayer {
         public var promiscuous = false
         /// Hand received mbufs that are sent back to the driver as they are.
         public var zeroCopyTransmit = true
+        /// Use the checksum offloads the port reports (see ``DPDKDevice/usableChecksumOffloads(receive:transmit:enabled:)``).
+        public var checksumOffload = true
         /// Remove the port's virtual device (`rte_eal_hotplug_remove`) on ``close()``, so its name and interface are
         /// free again.
         public var removeDeviceOnClose = true
@@ -422,6 +428,9 @@ public final class DPDKDevice: PhysicalLayer {
     @usableFromInline let copyBelow: Int
     let ledger: MbufLedger
     @usableFromInline let burst: Int
+    /// ChecksumOffload bits enabled on the port (0: none, the common case with virtual devices).
+    @usableFromInline let receiveChecksums: UInt8
+    @usableFromInline let transmitChecksums: UInt8
     @usableFromInline let rxScratch: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     @usableFromInline let pending: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     @usableFromInline let pendingLengths: UnsafeMutablePointer<Int>
@@ -434,6 +443,20 @@ public final class DPDKDevice: PhysicalLayer {
     @exclusivity(unchecked) public private(set) var copiedReceives = 0
     /// `rte_eth_tx_burst` calls.
     @exclusivity(unchecked) public private(set) var transmitBursts = 0
+    /// Received frames dropped for a bad checksum the port flagged, or found when it left the frame unverified
+    /// (only with receive checksum offload).
+    @exclusivity(unchecked) public private(set) var checksumDrops = 0
+
+    /// The checksum offloads the device enables on the port and offers the stack, given what the port reports:
+    /// the IPv4 header and TCP checksums, in each direction the port supports them. Never UDP: the stack's offload
+    /// flag holds for the whole device, and a UDP checksum covers a datagram that IP may fragment (a port cannot fill
+    /// in or verify it per fragment), while our TCP segments always fit a frame. None if `enabled` is false.
+    public static func usableChecksumOffloads(receive: ChecksumOffload, transmit: ChecksumOffload,
+                                              enabled: Bool) -> (receive: ChecksumOffload, transmit: ChecksumOffload) {
+        guard enabled else { return ([], []) }
+        let usable: ChecksumOffload = [.ipv4, .tcp]
+        return (receive.intersection(usable), transmit.intersection(usable))
+    }
 
     /// Opens `port` of the running EAL: creates the mempool, configures one RX and one TX queue and starts the port.
     public init(port: UInt16, pool: BufferPool, configuration c: Configuration = Configuration()) throws(DPDKError) {
@@ -471,9 +494,13 @@ public final class DPDKDevice: PhysicalLayer {
         }
         let rxmp = rxPool ?? mp
 
+        let (rxSums, txSums) = Self.usableChecksumOffloads(receive: ChecksumOffload(rawValue: info.rx_checksums),
+                                                           transmit: ChecksumOffload(rawValue: info.tx_checksums),
+                                                           enabled: c.checksumOffload)
         var step: Int32 = 0
         let rs = cdpdk_port_start(port, rxmp, UInt16(clamping: c.receiveDescriptors),
-                                  UInt16(clamping: c.transmitDescriptors), 0, 0, c.promiscuous ? 1 : 0, &step)
+                                  UInt16(clamping: c.transmitDescriptors), cdpdk_checksum_offload_bits(rxSums.rawValue, 0),
+                                  cdpdk_checksum_offload_bits(txSums.rawValue, 1), c.promiscuous ? 1 : 0, &step)
         guard rs == 0 else {
             _ = cdpdk_port_stop_close(port)
             if c.removeDeviceOnClose { _ = cdpdk_vdev_remove(name) }
@@ -490,7 +517,10 @@ public final class DPDKDevice: PhysicalLayer {
         macAddress = MACAddress(m.0, m.1, m.2, m.3, m.4, m.5)
         maxTransmitFrame = dataRoom - Int(cdpdk_mbuf_headroom())
         burst = max(1, min(c.maxBurst, 512))
-        capabilities = DeviceCapabilities(mtu: min(Int(info.mtu), maxTransmitFrame - 18), maxBurst: burst)
+        capabilities = DeviceCapabilities(mtu: min(Int(info.mtu), maxTransmitFrame - 18), maxBurst: burst,
+                                          receiveOffload: rxSums, transmitOffload: txSums)
+        receiveChecksums = rxSums.rawValue
+        transmitChecksums = txSums.rawValue
         reportedOffloads = ReportedOffloads(
             receive: ChecksumOffload(rawValue: info.rx_checksums), transmit: ChecksumOffload(rawValue: info.tx_checksums),
             receiveBits: info.rx_offload_capa, transmitBits: info.tx_offload_capa)
@@ -607,7 +637,9 @@ public final class DPDKDevice: PhysicalLayer {
         var seg = cdpdk_segment()
         if copyBelow > 0 && (copyBelow == Int.max || Int(cdpdk_pool_available(receiveMempool)) < copyBelow) {
             for i in 0..<n {
-                if let f = copyOut(rxScratch[i].unsafelyUnwrapped, &seg) {
+                let m = rxScratch[i].unsafelyUnwrapped
+                if receiveChecksums != 0 && badChecksum(m) { continue }
+                if let f = copyOut(m, &seg) {
                     frames[out] = f
                     out += 1
                 }
@@ -615,12 +647,24 @@ public final class DPDKDevice: PhysicalLayer {
             return out
         }
         for i in 0..<n {
-            if let f = wrap(rxScratch[i].unsafelyUnwrapped, &seg) {
+            let m = rxScratch[i].unsafelyUnwrapped
+            if receiveChecksums != 0 && badChecksum(m) { continue }
+            if let f = wrap(m, &seg) {
                 frames[out] = f
                 out += 1
             }
         }
         return out
+    }
+
+    /// True (and the mbuf freed, the drop counted) if the frame fails a checksum the stack leaves to the device.
+    @inline(__always)
+    func badChecksum(_ m: UnsafeMutableRawPointer) -> Bool {
+        guard cdpdk_mbuf_rx_checksum_bad(m, receiveChecksums) != 0 else { return false }
+        cdpdk_mbuf_free(m)
+        checksumDrops += 1
+        counters.droppedFrames += 1
+        return true
     }
 
     /// The mbuf's frame (all its segments) copied into one pool buffer; the mbuf goes back to its mempool at once.
@@ -717,6 +761,7 @@ public final class DPDKDevice: PhysicalLayer {
             frame.releaseChain()
             m = fresh
         }
+        if transmitChecksums != 0 { cdpdk_mbuf_tx_checksum(m, transmitChecksums) }
         pending[pendingCount] = m
         pendingLengths[pendingCount] = length
         pendingCount += 1

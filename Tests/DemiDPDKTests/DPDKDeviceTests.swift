@@ -488,5 +488,20 @@ import TestHostFixture
         #expect(args == ["--no-pci", "--vdev=net_tap0,iface=dtap0"] && !afPacket)
         #expect(whole.contains("framesz=\(DPDKEnvironment.afPacketFrameSize)"))
     }
+
+    /// Which of the checksum offloads a port reports the device enables and offers the stack: IPv4 header and TCP, in
+    /// each direction separately; never UDP (a datagram's checksum spans its fragments); none when turned off.
+    @Test func checksumOffloadsDerivedFromWhatThePortReports() {
+        let all: ChecksumOffload = [.ipv4, .udp, .tcp]
+        var u = DPDKDevice.usableChecksumOffloads(receive: all, transmit: all, enabled: true)
+        #expect(u.receive == [.ipv4, .tcp] && u.transmit == [.ipv4, .tcp])
+        u = DPDKDevice.usableChecksumOffloads(receive: [.udp], transmit: [.ipv4], enabled: true)
+        #expect(u.receive == [] && u.transmit == [.ipv4])
+        u = DPDKDevice.usableChecksumOffloads(receive: [.tcp], transmit: [], enabled: true)
+        #expect(u.receive == [.tcp] && u.transmit == [])
+        u = DPDKDevice.usableChecksumOffloads(receive: all, transmit: all, enabled: false)
+        #expect(u.receive == [] && u.transmit == [])
+        #expect(DPDKDevice.Configuration().checksumOffload, "on by default")
+    }
 }
 #endif

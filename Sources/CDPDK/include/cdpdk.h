@@ -123,6 +123,20 @@ void cdpdk_mbuf_free(void *mbuf);
 void cdpdk_mbuf_free_segment(void *mbuf);
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count);
 
+// MARK: - Checksum offload
+
+/// RTE_ETH_{RX,TX}_OFFLOAD_{IPV4,UDP,TCP}_CKSUM bits for DemiDevices.ChecksumOffload bits (1 IPv4, 2 UDP, 4 TCP).
+uint64_t cdpdk_checksum_offload_bits(uint8_t checksums, int transmit);
+/// Asks the port to fill in the checksums in `checksums` (ChecksumOffload bits) of an IPv4 frame in one segment:
+/// l2_len/l3_len, RTE_MBUF_F_TX_IPV4 and _IP_CKSUM (header checksum zeroed), and for a TCP or UDP packet that is not
+/// a fragment _TCP_CKSUM/_UDP_CKSUM with the pseudo-header checksum in place, as the PMD expects. Other frames are
+/// left as they are.
+void cdpdk_mbuf_tx_checksum(void *mbuf, uint8_t checksums);
+/// 1 if a received IPv4 frame fails a checksum in `checksums` that the stack will not check: the port flagged it
+/// bad, or did not verify it and the check here fails (fragments' L4 checksums cannot be checked per frame). 0 for
+/// good, unverifiable or non-IPv4 frames.
+int cdpdk_mbuf_rx_checksum_bad(void *mbuf, uint8_t checksums);
+
 // MARK: - Bare frame ping-pong (no stack: the benchmark's baseline)
 
 /// Sends `warmup + count` frames of `length` bytes (EtherType `ethertype`, a sequence number, padding) from `src` to
