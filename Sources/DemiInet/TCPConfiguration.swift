@@ -36,6 +36,15 @@ public struct TCPConfiguration: Sendable {
     public var keepaliveProbes = 9
     /// Upper bound of the zero-window probe interval.
     public var maximumPersistInterval: Duration = .seconds(60)
+    /// Time-based loss detection in the manner of RACK (RFC 8985) on top of SACK: a hole below SACKed data is lost
+    /// once a reordering window (a quarter of the minimum RTT, at least 1 ms) has passed, even when fewer than three
+    /// segments were SACKed above it (small windows, ACKs that carry data); in recovery, SACKed data first sent after
+    /// a retransmission marks that retransmission lost, so it is sent again without waiting for the timeout.
+    public var recentAcknowledgment = true
+    /// Tail loss probes (RFC 8985 §7): when the last segments of a flight go unacknowledged for two smoothed RTTs,
+    /// send one segment (new data, or the last one again) to draw the SACK that starts recovery, instead of waiting
+    /// for the retransmission timeout.
+    public var tailLossProbes = true
     /// Challenge ACKs (RFC 5961 §7) sent per second at most, per connection.
     public var challengeACKLimit = 10
 

@@ -72,6 +72,12 @@ public struct TCPConnectionStatistics: Sendable {
     public var challengeACKs = 0
     /// Retransmissions found spurious by their timestamps (RFC 3522), whose congestion response was undone.
     public var spuriousRetransmissions = 0
+    /// Recoveries started by the reordering window (RACK-style) rather than three duplicate ACKs.
+    public var reorderWindowRecoveries = 0
+    /// Retransmissions found lost (SACKed data sent after them) and sent again before the timeout.
+    public var lostRetransmissions = 0
+    /// Tail loss probes sent.
+    public var tailLossProbes = 0
     public init() {}
 }
 
@@ -478,7 +484,10 @@ public struct TCPConnection {
         if timestampsOK, let ts = seg.options.timestamp { tsRecent = ts.value }
         if seg.flags.contains(.ack) {
             // RTT sample from the handshake (only if the SYN was not retransmitted: Karn).
-            if retransmitCount == 0 { rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue) } else { synTimedOut() }
+            if retransmitCount == 0 {
+                rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue)
+                minimumRTT = min(minimumRTT, max(now.rawValue &- rttStart.rawValue, 1))
+            } else { synTimedOut() }
             sendUnacknowledged = seg.acknowledgment
             state = .established
             sendWindow = Int(seg.window) << Int(sendShift)
@@ -534,6 +543,7 @@ public struct TCPConnection {
                 }
                 eifelSaved = nil
             }
+            let previousUnacknowledged = sendUnacknowledged
             var acked = ack - sendUnacknowledged
             // The SYN and FIN occupy sequence space but are not data.
             if sendUnacknowledged == initialSendSequence { acked -= 1 }
@@ -555,16 +565,28 @@ public struct TCPConnection {
                 if !stale {
                     timeoutTimestamp = nil
                     let ms = Int64(Int32(bitPattern: timestampNow(now) &- ts.echo))
-                    if ms >= 0 { rto.sample(nanoseconds: Int64(ms) &* 1_000_000) }
+                    if ms >= 0 {
+                        rto.sample(nanoseconds: Int64(ms) &* 1_000_000)
+                        minimumRTT = min(minimumRTT, max(Int64(ms) &* 1_000_000, 1))
+                    }
                 }
             } else if rttTiming && rttSequence < ack {
                 rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue)
+                minimumRTT = min(minimumRTT, max(now.rawValue &- rttStart.rawValue, 1))
                 rttTiming = false
             }
             retransmitCount = 0
             rto.resetBackoff()
 
+            if inRecovery && sackOK && configuration.recentAcknowledgment && ack < recoveryPoint
+                && previousUnacknowledged < highRetransmitted && !(ack < highRetransmitted) {
+                // The ACK covers a retransmission, so the segment now at SND.UNA, first sent before it and not
+                // retransmitted since, is lost (RACK's rule; NewReno's partial ACK, RFC 6582 §3.2).
+                unacknowledgedLost = true
+                retransmitNextHole = true
+            }
             if inRecovery {
+                recoveryProbes = 0
                 if !(ack < recoveryPoint) {
                     inRecovery = false
                     inflation = 0
@@ -582,6 +604,8 @@ public struct TCPConnection {
             duplicateACKs = 0
             retransmitDeadline = sendMax == sendUnacknowledged ? nil : now.adding(nanoseconds: rto.timeoutNanoseconds)
             persistBackoff = 0
+            probeOutstanding = false
+            armProbe(now: now)
 
             // Our FIN acknowledged?
             if finSent && !(ack < finSequence + 1) {
@@ -597,8 +621,11 @@ public struct TCPConnection {
                 default: break
                 }
             }
-        } else if ack == sendUnacknowledged && payloadLength == 0 && !seg.flags.contains(.fin)
-                    && scaledWindow == sendWindow && sendWindow > 0 && sendUnacknowledged < sendMax {
+        } else if ack == sendUnacknowledged && sendUnacknowledged < sendMax
+                    && ((payloadLength == 0 && !seg.flags.contains(.fin) && scaledWindow == sendWindow
+                         && sendWindow > 0) || newlySACKed > 0) {
+            // A duplicate ACK (RFC 5681 §2), or with SACK any ACK that SACKs new data, data-carrying or not
+            // (RFC 6675 §2): in a two-way transfer nearly every ACK carries data.
             duplicateACKs += 1
             statistics.duplicateACKs += 1
             if !inRecovery {
@@ -609,6 +636,7 @@ public struct TCPConnection {
                 inflation += sendMSS  // RFC 6582 §3.2 step 4
             }
         }
+        if sackOK && configuration.recentAcknowledgment { detectLossByOrder(now: now) }
 
         // Window update (RFC 9293 §3.10.7.4).
         if sendWL1 < seg.sequence || (sendWL1 == seg.sequence && !(ack < sendWL2)) {
@@ -622,6 +650,106 @@ public struct TCPConnection {
     }
 
     var retransmitNextHole = false
+
+    // Loss detection in the manner of RACK (RFC 8985), over the SACK scoreboard (see
+    // `TCPConfiguration.recentAcknowledgment`).
+    /// The reordering window's end: SACKed data lies above SND.UNA but the duplicate-ACK rule has not fired.
+    @usableFromInline var reorderDeadline: Instant?
+    /// The tail loss probe timer (RFC 8985 §7).
+    @usableFromInline var probeDeadline: Instant?
+    /// A probe is out and no ACK has advanced SND.UNA since.
+    var probeOutstanding = false
+    /// In recovery: the segment at SND.UNA is lost and was not retransmitted since (see `processACK`).
+    var unacknowledgedLost = false
+    /// Recovery probes sent since SND.UNA last advanced (each doubles the next one's wait).
+    var recoveryProbes = 0
+    /// SND.MAX when the latest retransmission of this recovery went out: data above it was first sent after it.
+    var retransmitEpoch = TCPSequence(0)
+    /// The smallest RTT sample, in nanoseconds (for the reordering window).
+    var minimumRTT = Int64.max
+
+    /// Holes below SACKed data are lost in RFC 6675's sense only after three SACKed segments; RACK's rule instead
+    /// waits a reordering window after a later-sent segment is delivered. In recovery, every hole below the highest
+    /// SACKed byte counts as lost.
+    @inline(__always)
+    var lossThreshold: Int { inRecovery && configuration.recentAcknowledgment ? 1 : 3 }
+
+    /// The reordering window: a quarter of the minimum RTT (RFC 8985 §6.2), at least 1 ms (timers run on scheduler
+    /// passes, and a window shorter than the path's jitter only buys spurious retransmissions).
+    var reorderWindow: Int64 { max(minimumRTT == .max ? 0 : minimumRTT / 4, 1_000_000) }
+
+    /// After an ACK: outside recovery, start the reordering window when SACKed data lies above a hole; in recovery,
+    /// a retransmission still unacknowledged while data first sent after it was SACKed was lost: send it again.
+    mutating func detectLossByOrder(now: Instant) {
+        guard let high = scoreboard.highestSACKed, scoreboard.hasHole(above: sendUnacknowledged) else {
+            reorderDeadline = nil
+            return
+        }
+        if inRecovery {
+            if retransmitEpoch < high && sendUnacknowledged < highRetransmitted {
+                highRetransmitted = sendUnacknowledged
+                retransmitEpoch = sendMax
+                retransmitNextHole = true
+                statistics.lostRetransmissions += 1
+            }
+        } else if reorderDeadline == nil {
+            reorderDeadline = now.adding(nanoseconds: reorderWindow)
+        }
+    }
+
+    /// (Re)arms the tail loss probe (RFC 8985 §7.2): two smoothed RTTs (plus the peer's worst-case delayed ACK when
+    /// one segment is out), never after the retransmission timer.
+    mutating func armProbe(now: Instant) {
+        if inRecovery {
+            // The recovery probe: retransmissions whose ACK does not come within two SRTTs (the receiver ACKs
+            // segments that fill holes at once) were lost too, and with the pipe full nothing else would find out
+            // before the retransmission timeout. Doubles per probe until SND.UNA advances.
+            guard configuration.recentAcknowledgment, sackOK, let srtt = rto.srtt, recoveryProbes < 6 else {
+                probeDeadline = nil
+                return
+            }
+            let at = now.adding(nanoseconds: max(2 * srtt, 2_000_000) << recoveryProbes)
+            if let r = retransmitDeadline, r <= at { probeDeadline = nil } else { probeDeadline = at }
+            return
+        }
+        guard configuration.tailLossProbes, !probeOutstanding, sendUnacknowledged < sendMax, !finSent,
+              sendNext == sendMax, state == .established || state == .closeWait, let srtt = rto.srtt else {
+            probeDeadline = nil
+            return
+        }
+        var pto = max(2 * srtt, 2_000_000)
+        if sendMax - sendUnacknowledged <= sendMSS { pto += 200_000_000 }
+        let at = now.adding(nanoseconds: pto)
+        if let r = retransmitDeadline, r <= at { probeDeadline = nil } else { probeDeadline = at }
+    }
+
+    /// The probe timer expired: send one new segment if the windows allow, else the last segment again, then wait
+    /// for the retransmission timer as usual.
+    mutating func sendProbe<S: TCPSegmentSink>(now: Instant, sink: inout S) {
+        if inRecovery {
+            guard sendUnacknowledged < sendMax else { return }
+            // No progress for the probe time: the segment at SND.UNA (or its retransmission) is lost.
+            recoveryProbes += 1
+            if sendUnacknowledged < highRetransmitted { statistics.lostRetransmissions += 1 }
+            highRetransmitted = sendUnacknowledged
+            unacknowledgedLost = true
+            retransmitNextHole = true
+            return  // `output` (after the timers) sends it
+        }
+        guard sendUnacknowledged < sendMax, !finSent, sendNext == sendMax else { return }
+        probeOutstanding = true
+        statistics.tailLossProbes += 1
+        let unsent = dataEnd - sendMax
+        let room = (sendUnacknowledged + sendWindow) - sendMax
+        if unsent > 0 && room > 0 {
+            sendData(from: sendMax, length: min(sendMSS, min(unsent, room)), now: now, sink: &sink,
+                     retransmission: false)
+        } else {
+            let length = min(sendMSS, sendMax - sendUnacknowledged)
+            sendData(from: sendMax - length, length: length, now: now, sink: &sink, retransmission: true)
+        }
+        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+    }
 
     // Spurious retransmission detection (Eifel, RFC 3522) and response (RFC 4015): the TSval of the first
     // retransmission of a loss episode, and the congestion state before it was reduced.
@@ -644,6 +772,11 @@ public struct TCPConnection {
         inRecovery = true
         recoveryPoint = sendMax
         highRetransmitted = sendUnacknowledged
+        retransmitEpoch = sendMax
+        reorderDeadline = nil
+        probeDeadline = nil
+        unacknowledgedLost = false
+        recoveryProbes = 0
         congestion.onLossDetected(flightSize: sendMax - sendUnacknowledged, now: now)
         inflation = sackOK ? 0 : 3 * sendMSS
         retransmitNextHole = true
@@ -738,18 +871,35 @@ public struct TCPConnection {
             if sackOK {
                 // RFC 6675: retransmit lost holes while the pipe allows.
                 var budget = 64
+                if unacknowledgedLost {
+                    // The segment at SND.UNA first, whatever the pipe (one segment, as a fast retransmit).
+                    unacknowledgedLost = false
+                    let end = scoreboard.nextSACKed(after: sendUnacknowledged) ?? dataEnd
+                    let length = min(sendMSS, end - sendUnacknowledged)
+                    if length > 0 {
+                        let n = sendData(from: sendUnacknowledged, length: length, now: now, sink: &sink,
+                                         retransmission: true)
+                        if highRetransmitted < sendUnacknowledged + n { highRetransmitted = sendUnacknowledged + n }
+                        retransmitEpoch = sendMax
+                        sent = true
+                        budget -= 1
+                    }
+                }
                 while budget > 0 {
                     budget -= 1
                     let pipe = scoreboard.pipe(unacknowledged: sendUnacknowledged, nextToSend: sendMax,
-                                               highRetransmitted: highRetransmitted, mss: sendMSS)
+                                               highRetransmitted: highRetransmitted, mss: sendMSS,
+                                               dupThresh: lossThreshold)
                     guard pipe < congestion.congestionWindow || budget == 63 else { break }
                     guard let (start, length) = scoreboard.nextSegment(
                         unacknowledged: sendUnacknowledged, nextToSend: sendMax,
-                        highRetransmitted: highRetransmitted, mss: sendMSS) else { break }
+                        highRetransmitted: highRetransmitted, mss: sendMSS, dupThresh: lossThreshold) else { break }
                     let n = sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
                     highRetransmitted = start + n
+                    retransmitEpoch = sendMax
                     sent = true
                 }
+                if sent { armProbe(now: now) }
             } else {
                 let length = min(sendMSS, dataEnd - sendUnacknowledged)
                 if length > 0 {
@@ -764,13 +914,15 @@ public struct TCPConnection {
             // More holes may have become retransmittable as SACKs arrived.
             while true {
                 let pipe = scoreboard.pipe(unacknowledged: sendUnacknowledged, nextToSend: sendMax,
-                                           highRetransmitted: highRetransmitted, mss: sendMSS)
+                                           highRetransmitted: highRetransmitted, mss: sendMSS,
+                                           dupThresh: lossThreshold)
                 guard pipe + sendMSS <= congestion.congestionWindow else { break }
                 guard let (start, length) = scoreboard.nextSegment(
                     unacknowledged: sendUnacknowledged, nextToSend: sendMax, highRetransmitted: highRetransmitted,
-                    mss: sendMSS) else { break }
+                    mss: sendMSS, dupThresh: lossThreshold) else { break }
                 let n = sendData(from: start, length: length, now: now, sink: &sink, retransmission: true)
                 highRetransmitted = start + n
+                retransmitEpoch = sendMax
                 sent = true
             }
         }
@@ -803,7 +955,7 @@ public struct TCPConnection {
             let flight: Int
             if inRecovery && sackOK {
                 flight = scoreboard.pipe(unacknowledged: sendUnacknowledged, nextToSend: sendMax,
-                                         highRetransmitted: highRetransmitted, mss: sendMSS)
+                                         highRetransmitted: highRetransmitted, mss: sendMSS, dupThresh: lossThreshold)
             } else {
                 flight = sendNext - sendUnacknowledged
             }
@@ -911,6 +1063,7 @@ public struct TCPConnection {
             sendMax = end
         }
         if retransmitDeadline == nil { retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds) }
+        if probeDeadline == nil && !retransmission { armProbe(now: now) }
         return length
     }
 
@@ -1102,6 +1255,8 @@ public struct TCPConnection {
         persistDeadline = nil
         keepaliveDeadline = nil
         timeWaitDeadline = nil
+        reorderDeadline = nil
+        probeDeadline = nil
     }
 
     mutating func armKeepalive(now: Instant) {
@@ -1123,6 +1278,8 @@ public struct TCPConnection {
         if let t = persistDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
         if let t = keepaliveDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
         if let t = timeWaitDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
+        if let t = reorderDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
+        if let t = probeDeadline, d == nil || t < d.unsafelyUnwrapped { d = t }
         return d
     }
 
@@ -1173,6 +1330,18 @@ public struct TCPConnection {
             keepaliveSent += 1
             keepaliveDeadline = now + configuration.keepaliveInterval
         }
+        if let t = reorderDeadline, t <= now {
+            reorderDeadline = nil
+            // The reordering window passed and the hole below SACKed data is still there: lost (RFC 8985 §6.2).
+            if sackOK && !inRecovery && sendUnacknowledged < sendMax && scoreboard.hasHole(above: sendUnacknowledged) {
+                statistics.reorderWindowRecoveries += 1
+                enterRecovery(now: now)
+            }
+        }
+        if let t = probeDeadline, t <= now {
+            probeDeadline = nil
+            sendProbe(now: now, sink: &sink)
+        }
         output(now: now, sink: &sink)
         return events
     }
@@ -1199,6 +1368,9 @@ public struct TCPConnection {
             return [.failed, .closed]
         }
         guard sendUnacknowledged < sendMax else { return [] }
+        reorderDeadline = nil
+        probeDeadline = nil
+        probeOutstanding = false
         if retransmitCount == 1 { armEifel(now: now, afterTimeout: true) } else { eifelSaved = nil }
         if timestampsOK { timeoutTimestamp = timestampNow(now) }
         rto.backoff()

@@ -101,6 +101,18 @@ public struct SACKScoreboard: Sendable {
         return n
     }
 
+    /// Some byte from `unacknowledged` up to the highest SACKed byte is not SACKed: a hole that later data skipped.
+    @inlinable
+    public func hasHole(above unacknowledged: TCPSequence) -> Bool {
+        count > 1 || (count == 1 && unacknowledged < ranges[0].left)
+    }
+
+    /// The left edge of the first SACKed range above `seq`: where a retransmission from `seq` must stop.
+    public func nextSACKed(after seq: TCPSequence) -> TCPSequence? {
+        for i in 0..<count where seq < ranges[i].left { return ranges[i].left }
+        return nil
+    }
+
     /// The right edge of the highest SACKed range: the sequence number after the highest SACKed byte; nil when
     /// nothing is SACKed.
     public var highestSACKed: TCPSequence? { count > 0 ? ranges[count - 1].right : nil }

@@ -61,10 +61,30 @@ public struct StackStatistics: Sendable {
     public var tcpSegmentsSent = 0
     public var tcpResetsSent = 0
     public var tcpRetransmissions = 0
+    /// Loss recovery of all connections (closed ones and, in `totals`, live ones): retransmission timeouts, fast
+    /// retransmits (recoveries), recoveries started by the reordering window, retransmissions found lost and resent,
+    /// tail loss probes, and retransmissions found spurious (undone).
+    public var tcpTimeouts = 0
+    public var tcpFastRetransmits = 0
+    public var tcpReorderWindowRecoveries = 0
+    public var tcpLostRetransmissions = 0
+    public var tcpTailLossProbes = 0
+    public var tcpSpuriousRetransmissions = 0
     public var tcpListenOverflows = 0
     public var unreachable = 0
 
     public init() {}
+
+    /// Adds one connection's loss-recovery counters.
+    public mutating func add(_ c: TCPConnectionStatistics) {
+        tcpRetransmissions += c.retransmissions
+        tcpTimeouts += c.timeouts
+        tcpFastRetransmits += c.fastRetransmits
+        tcpReorderWindowRecoveries += c.reorderWindowRecoveries
+        tcpLostRetransmissions += c.lostRetransmissions
+        tcpTailLossProbes += c.tailLossProbes
+        tcpSpuriousRetransmissions += c.spuriousRetransmissions
+    }
 
     public var pairs: [(String, Int)] {
         [("frames_received", framesReceived), ("frames_sent", framesSent), ("frames_dropped", framesDropped),
@@ -75,6 +95,10 @@ public struct StackStatistics: Sendable {
          ("udp_sent", udpDatagramsSent), ("udp_receive_drops", udpReceiveDrops), ("udp_no_port", udpNoPort),
          ("tcp_segments_received", tcpSegmentsReceived), ("tcp_segments_sent", tcpSegmentsSent),
          ("tcp_resets_sent", tcpResetsSent), ("tcp_retransmissions", tcpRetransmissions),
+         ("tcp_timeouts", tcpTimeouts), ("tcp_fast_retransmits", tcpFastRetransmits),
+         ("tcp_reorder_window_recoveries", tcpReorderWindowRecoveries),
+         ("tcp_lost_retransmissions", tcpLostRetransmissions), ("tcp_tail_loss_probes", tcpTailLossProbes),
+         ("tcp_spurious_retransmissions", tcpSpuriousRetransmissions),
          ("tcp_listen_overflows", tcpListenOverflows), ("unreachable", unreachable)]
     }
 }

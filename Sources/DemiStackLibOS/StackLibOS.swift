@@ -703,7 +703,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
     }
 
     func releaseSocket(_ i: Int) {
-        if sockets[i].hasConnection { statistics.tcpRetransmissions += connection(i).pointee.statistics.retransmissions }
+        if sockets[i].hasConnection { statistics.add(connection(i).pointee.statistics) }
         sockets[i].tcp?.destroy()
         sockets[i].datagrams?.destroy()
         if sockets[i].timer != Operation.none {
@@ -774,7 +774,7 @@ extension StackLibOS {
     public var totals: StackStatistics {
         var t = statistics
         for i in sockets.indices where sockets[i].inUse && sockets[i].hasConnection {
-            t.tcpRetransmissions += connection(i).pointee.statistics.retransmissions
+            t.add(connection(i).pointee.statistics)
         }
         return t
     }

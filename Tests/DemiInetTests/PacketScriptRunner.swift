@@ -333,6 +333,9 @@ final class PacketScript {
             case "challenge_acks": v = s.challengeACKs
             case "segments_sent": v = s.segmentsSent
             case "segments_received": v = s.segmentsReceived
+            case "tail_loss_probes": v = s.tailLossProbes
+            case "lost_retransmissions": v = s.lostRetransmissions
+            case "reorder_window_recoveries": v = s.reorderWindowRecoveries
             default: throw fail("unknown statistic \(args[0])")
             }
             guard v == n else { throw fail("statistic \(args[0]) is \(v), expected \(n)") }
@@ -372,6 +375,8 @@ final class PacketScript {
             switch key {
             case "delayed_ack": configuration.delayedACK = v == "off" ? nil : try duration()
             case "sack": configuration.selectiveAcknowledgments = try bool()
+            case "rack": configuration.recentAcknowledgment = try bool()
+            case "tlp": configuration.tailLossProbes = try bool()
             case "timestamps": configuration.timestamps = try bool()
             case "mss": configuration.maximumSegmentSize = try int()
             case "mtu": mtu = try int()

@@ -176,9 +176,11 @@ final class LockedBox<T>: @unchecked Sendable {
         sys.exit(0 if ok else 1)
         """
 
-    /// The kernel's TCP and IP counters in a namespace (`/proc/net/snmp`), e.g. "Tcp.InCsumErrors".
+    /// The kernel's TCP and IP counters in a namespace (`/proc/net/snmp` and `/proc/net/netstat`), e.g.
+    /// "Tcp.InCsumErrors", "TcpExt.TCPTimeouts".
     static func snmp(_ hosts: BridgedHosts, _ host: BridgedHosts.Host) -> [String: Int] {
-        guard let (status, out) = try? hosts.run(in: host, ["cat", "/proc/net/snmp"]), status == 0 else { return [:] }
+        guard let (status, out) = try? hosts.run(in: host, ["cat", "/proc/net/snmp", "/proc/net/netstat"]), status == 0
+        else { return [:] }
         var result: [String: Int] = [:]
         let lines = out.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
         var i = 0
@@ -194,10 +196,6 @@ final class LockedBox<T>: @unchecked Sendable {
         return result
     }
 
-    /// Impairment profiles (each applied in both directions, with its own seed per direction) and the bytes sent each
-    /// way. The issue asks for 100 MB; the clean and light profiles use that. The profiles that slow TCP down a
-    /// lot (10% loss: timeouts; 10 ms delay with 5 ms jitter: a 20-30 ms RTT with constant reordering) use 20 MB,
-    /// which still takes tens of seconds on the 2-CPU machines CI uses.
     /// The same transfer with the kernel's TCP on both ends (a Python echo server on 198.18.N.1 in namespace a), for
     /// comparison (DEMI_IMPAIRED_KERNEL_BASELINE=1).
     func kernelBaseline(profile: String, total: Int) throws {
@@ -238,26 +236,22 @@ final class LockedBox<T>: @unchecked Sendable {
         #expect(child.exitCode == 0)
     }
 
-    /// 100 MB each way, except 10 % loss: our recovery of lost retransmissions waits for the timeout (no RACK-TLP
-    /// yet), so 20 MB there already takes about two minutes.
+    /// 100 MB each way for every profile, as the issue asks (10 % loss took minutes for 20 MB before RACK-style loss
+    /// detection and tail loss probes; now about a minute for 100 MB).
     static let profiles: [(String, Int)] = [
         ("", 100_000_000),
         ("loss=1%", 100_000_000),
-        ("loss=10%", 20_000_000),
+        ("loss=10%", 100_000_000),
         ("reorder=25%", 100_000_000),
         ("duplicate=5%", 100_000_000),
         ("corrupt=1%", 100_000_000),
         ("delay=10ms,jitter=5ms", 100_000_000),
     ]
 
-    /// AF_XDP runs the same profiles; only 10 % loss moves less (5 MB, under a minute), so that the second device
-    /// adds minutes, not a second copy of the slowest case, to CI. The clean case is 100 MB on both devices.
-    static let xdpSizes: [String: Int] = ["loss=10%": 5_000_000]
-
     /// (device, profile, bytes each way).
     static var cases: [(Kind, String, Int)] {
         devices.flatMap { d in
-            profiles.map { (p, n) in (d, p, d == .afXDP ? xdpSizes[p] ?? n : n) }
+            profiles.map { (p, n) in (d, p, n) }
         }
     }
 
@@ -314,7 +308,10 @@ final class LockedBox<T>: @unchecked Sendable {
               bridge b->a: \(b.bToA.frames) frames \(b.bToA.faults), device drops \(b.deviceA.droppedFrames)
               stack: \(stats.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
               kernel b: RetransSegs +\(delta("Tcp.RetransSegs")) InCsumErrors +\(delta("Tcp.InCsumErrors")) \
-            InHdrErrors +\(delta("Ip.InHdrErrors")) InErrs +\(delta("Tcp.InErrs"))
+            InHdrErrors +\(delta("Ip.InHdrErrors")) InErrs +\(delta("Tcp.InErrs")) \
+            TCPTimeouts +\(delta("TcpExt.TCPTimeouts")) TCPLossProbes +\(delta("TcpExt.TCPLossProbes")) \
+            TCPLostRetransmit +\(delta("TcpExt.TCPLostRetransmit")) TCPSackRecovery +\(delta("TcpExt.TCPSackRecovery")) \
+            DelayedACKs +\(delta("TcpExt.DelayedACKs"))
             """
         print(summary)
         #expect(code == 0, "\(summary)")
