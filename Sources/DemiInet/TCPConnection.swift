@@ -274,6 +274,13 @@ public struct TCPConnection {
         return b
     }
 
+    /// After the application read: the ACK that reopens the window, if one is owed (`output` would send the same,
+    /// but reading changes nothing else it looks at).
+    public mutating func sendWindowUpdateIfDue<S: TCPSegmentSink>(now: Instant, sink: inout S) {
+        guard state.isSynchronized, ackNow || windowUpdateDue else { return }
+        sendACK(now: now, sink: &sink)
+    }
+
     /// True if a pop would return something now: data, or end of file.
     @inlinable @inline(__always)
     public var isReadable: Bool { !receiveQueue.isEmpty || finReceived }

@@ -502,7 +502,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         }
         if read {
             var out = Output(stack: self, now: now)
-            connection(i).pointee.output(now: now, sink: &out)  // a window update if reading opened the window
+            connection(i).pointee.sendWindowUpdateIfDue(now: now, sink: &out)
         }
     }
 
