@@ -541,6 +541,10 @@ public struct TCPConnection {
                 if let ts = seg.options.timestamp, ts.echo != 0, Int32(bitPattern: ts.echo &- eifelTimestamp) < 0 {
                     congestion = saved
                     statistics.spuriousRetransmissions += 1
+                    // The path reorders: widen the reordering window (RFC 8985 §6.2 step 4, with Eifel's signal
+                    // where RACK uses DSACK) and keep it wide for the next 16 recoveries.
+                    reorderMultiplier = min(reorderMultiplier + 1, 16)
+                    reorderPersist = 16
                     if inRecovery {
                         inRecovery = false
                         inflation = 0
@@ -595,6 +599,10 @@ public struct TCPConnection {
             if inRecovery {
                 recoveryProbes = 0
                 if !(ack < recoveryPoint) {
+                    if reorderPersist > 0 {
+                        reorderPersist -= 1
+                        if reorderPersist == 0 { reorderMultiplier = 1 }
+                    }
                     inRecovery = false
                     inflation = 0
                     congestion.onRecoveryExit(now: now)
@@ -674,16 +682,26 @@ public struct TCPConnection {
     var retransmitEpoch = TCPSequence(0)
     /// The smallest RTT sample, in nanoseconds (for the reordering window).
     var minimumRTT = Int64.max
+    /// The reordering window in quarters of the minimum RTT: grows by one per retransmission found spurious, back
+    /// to 1 after 16 recoveries without one (RFC 8985 §6.2).
+    var reorderMultiplier: Int64 = 1
+    var reorderPersist = 0
 
     /// Holes below SACKed data are lost in RFC 6675's sense only after three SACKed segments; RACK's rule instead
     /// waits a reordering window after a later-sent segment is delivered. In recovery, every hole below the highest
-    /// SACKed byte counts as lost.
+    /// SACKed byte counts as lost, unless the path was seen to reorder (then RFC 6675's three).
     @inline(__always)
-    var lossThreshold: Int { inRecovery && configuration.recentAcknowledgment ? 1 : 3 }
+    var lossThreshold: Int { inRecovery && configuration.recentAcknowledgment && reorderMultiplier == 1 ? 1 : 3 }
 
     /// The reordering window: a quarter of the minimum RTT (RFC 8985 §6.2), at least 1 ms (timers run on scheduler
     /// passes, and a window shorter than the path's jitter only buys spurious retransmissions).
-    var reorderWindow: Int64 { max(minimumRTT == .max ? 0 : minimumRTT / 4, 1_000_000) }
+    var reorderWindow: Int64 {
+        let quarter = minimumRTT == .max ? 0 : minimumRTT / 4
+        let window = max(quarter * reorderMultiplier, 1_000_000)
+        // At most one SRTT once the window has grown (RFC 8985 §6.2 step 4).
+        guard reorderMultiplier > 1, let srtt = rto.srtt else { return window }
+        return min(window, max(srtt, 1_000_000))
+    }
 
     /// After an ACK: outside recovery, start the reordering window when SACKed data lies above a hole; in recovery,
     /// a retransmission still unacknowledged while data first sent after it was SACKed was lost: send it again.
