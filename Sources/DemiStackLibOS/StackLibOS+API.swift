@@ -301,6 +301,7 @@ extension StackLibOS {
         let isn = initialSequence(key, now: now)
         let timer = try scheduler.spawnBackground(tag: Self.connectionTag | UInt64(i))
         sockets[i].timer = timer
+        sockets[i].timerAt = .max
         sockets[i].hasConnection = true
         sockets[i].tcp = TCPConnection(endpoints: key, configuration: config, pool: pool, mtu: mtu,
                                        initialSequence: isn,

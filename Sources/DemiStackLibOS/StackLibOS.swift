@@ -126,6 +126,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         } else {
             let i = Int(truncatingIfNeeded: tag & 0xFFFF_FFFF)
             guard i < sockets.count, sockets[i].inUse, sockets[i].hasConnection else { return }
+            sockets[i].timerAt = .max  // it fired
             var out = Output(stack: self, now: now)
             let ev = connection(i).pointee.onTimer(now: now, sink: &out)
             handle(i, ev, now: now)
@@ -429,7 +430,9 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         let t = sockets[i].timer
         guard t != Operation.none, sockets[i].hasConnection else { return }
         // Read in place (binding the connection to a name would copy it).
-        if let d = connection(i).pointee.nextDeadline { scheduler.armTimer(t, at: d) } else { scheduler.cancelTimer(t) }
+        guard let d = connection(i).pointee.nextDeadline, d.rawValue < sockets[i].timerAt else { return }
+        scheduler.armTimer(t, at: d)
+        sockets[i].timerAt = d.rawValue
     }
 
     /// Connection `i` reached CLOSED: forget its demultiplexing entry; free the slot if nobody holds it.
@@ -796,6 +799,10 @@ struct StackSocket {
     /// `tcp != nil`, kept apart: comparing the optional with nil copies the whole connection.
     var hasConnection = false
     var timer: UInt32 = Operation.none
+    /// When `timer` is armed to fire (raw nanoseconds; `Int64.max`: not armed). Timers are lazy: a deadline that
+    /// moves later leaves the timer where it is (it fires early, finds nothing due, and is armed again), so the
+    /// delayed-ACK and retransmission deadlines that every segment pushes back cost no timer-queue work.
+    var timerAt = Int64.max
     var pops = OperationList()
     var pushes = OperationList()
     var accepts = OperationList()
