@@ -277,6 +277,9 @@ struct Bench: ParsableCommand {
         // reply is in hand, spinning in between (a wait with no timeout reads no clock; if the echo process dies,
         // the pop fails with ECONNRESET instead of hanging). Freeing the reply comes after the second reading, as the
         // C client's buffer needs no freeing.
+        // Options read once: each read of an @Option property goes through ArgumentParser's generic storage (a
+        // metadata lookup of about 200 instructions), which would be counted as the libOS's time.
+        let warmup = self.warmup, count = self.count
         var t0 = now()
         for i in 0..<(warmup + count) {
             if i == warmup { t0 = now() }
@@ -522,6 +525,7 @@ extension Bench {
 
     /// 64-byte TCP echo: the client pushes and pops, the server pops and pushes the same buffer back.
     func inetTCPEcho(size: Int) throws -> (LatencySummary, Double) {
+        let warmup = self.warmup, inetCount = self.inetCount  // read once (see the catmem client)
         let net = makeInetPair()
         let (server, client) = try net.connectTCP()
         let a = net.a, b = net.b
@@ -579,6 +583,7 @@ extension Bench {
 
     /// 64-byte UDP echo, the same way.
     func inetUDPEcho(size: Int) throws -> (LatencySummary, Double) {
+        let warmup = self.warmup, inetCount = self.inetCount  // read once (see the catmem client)
         let net = makeInetPair()
         let a = net.a, b = net.b
         let server = try a.socket(domain: .inet, type: .datagram)
