@@ -16,7 +16,7 @@ import DemiWire
 ///
 /// Zero copy: a received payload reaches the application in the frame's own buffer (headers trimmed); pushed
 /// buffers go out as views (TCP, held until acknowledged) or chained behind the headers (UDP).
-public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
+public final class StackLibOS<Device: PhysicalLayer>: StackTransmitter, NetworkLibOS {
     public let scheduler = Scheduler()
     public let pool: BufferPool
     public let device: Device
@@ -89,6 +89,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
         let span = Int(configuration.ephemeralPorts.upperBound - configuration.ephemeralPorts.lowerBound) + 1
         nextEphemeral = configuration.ephemeralPorts.lowerBound &+ UInt16(truncatingIfNeeded: Int.random(in: 0..<span))
         isnKey = (UInt64.random(in: .min ... .max), UInt64.random(in: .min ... .max))
+        super.init()
         housekeeping = (try? scheduler.spawnBackground(tag: Self.housekeepingTag)) ?? Operation.none
         if configuration.gratuitousARP { sendARP(arp.announcement, to: .broadcast, now: now) }
         device.flush(now: now)
@@ -524,7 +525,7 @@ public final class StackLibOS<Device: PhysicalLayer>: NetworkLibOS {
 
     static var headerRoom: Int { 14 + 4 + 60 + 60 }
 
-    func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant) {
+    override func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant) {
         let hlen = h.encodedLength
         guard let b = pool.allocate(size: hlen, headroom: Self.headerRoom) else {
             payload?.releaseChain()
@@ -821,20 +822,28 @@ struct StackSocket {
     var nextFree = -1
 }
 
-/// What a connection's segments go through: the stack, behind a class-bound protocol so that this sink (and the
-/// generic TCP calls that take it) need no per-device metadata.
-protocol StackTransmitter: AnyObject {
-    func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant)
+/// What a connection's segments go through: the stack, as a non-generic base class, so that this sink (and the
+/// generic TCP calls that take it) need no per-device metadata, and a segment costs one class-method call (an
+/// existential here cost a retain and a release per segment).
+public class StackTransmitter {
+    init() {}
+    func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant) {
+        preconditionFailure("StackLibOS overrides sendTCP")
+    }
 }
 
 /// The sink through which connections send segments.
 struct StackOutput: TCPSegmentSink {
-    unowned(unsafe) let stack: any StackTransmitter
+    let stack: Unmanaged<StackTransmitter>
     let now: Instant
     @inline(__always)
+    init(stack: StackTransmitter, now: Instant) {
+        self.stack = .passUnretained(stack)
+        self.now = now
+    }
+    @inline(__always)
     mutating func transmit(_ header: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints) {
-        stack.sendTCP(header, payload: payload, endpoints: endpoints, now: now)
+        let now = now
+        stack._withUnsafeGuaranteedRef { $0.sendTCP(header, payload: payload, endpoints: endpoints, now: now) }
     }
 }
-
-extension StackLibOS: StackTransmitter {}

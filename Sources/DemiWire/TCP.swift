@@ -93,9 +93,10 @@ public struct TCPOptions: Hashable, Sendable {
     }
 
     /// The most option bytes a TCP header carries (the data offset is 4 bits: 60 - 20).
-    public static let maximumLength = 40
+    public static var maximumLength: Int { 40 }
 
     /// Bytes of the options other than SACK blocks.
+    @inlinable @inline(__always)
     var fixedLength: Int {
         var n = 0
         if maximumSegmentSize != nil { n += 4 }
@@ -106,9 +107,11 @@ public struct TCPOptions: Hashable, Sendable {
     }
 
     /// SACK blocks that fit beside the other options (with timestamps: at most 3).
+    @inlinable @inline(__always)
     public var emittedSACKCount: Int { max(0, min(sackCount, (Self.maximumLength - fixedLength - 4) / 8)) }
 
     /// Bytes `emit` writes: each option padded with NOPs to 4-byte alignment, at most 40.
+    @inlinable @inline(__always)
     public var encodedLength: Int {
         let sacks = emittedSACKCount
         return fixedLength + (sacks > 0 ? 4 + 8 * sacks : 0)
@@ -227,6 +230,7 @@ public struct TCPHeader: Hashable, Sendable {
     }
 
     /// Header bytes including options.
+    @inlinable @inline(__always)
     public var encodedLength: Int { 20 + options.encodedLength }
 
     /// Parses a segment (header and payload, as bounded by the IP layer); returns the header and its length. The
