@@ -206,7 +206,9 @@ extension StackLibOS {
         let u = UDPHeader(sourcePort: sockets[i].local.port, destinationPort: address.port, payloadLength: length)
         // The header alone (checksum left zero), then the checksum over the whole chain.
         u.emit(b.bytes, source: src, destination: address.address, checksumOffload: true)
-        if !transmitOffload.contains(.udp) {
+        // A datagram that will be fragmented gets its checksum here even when the device offloads UDP checksums:
+        // the device sees fragments, and the checksum spans them all.
+        if !transmitOffload.contains(.udp) || IPv4Header.length + UDPHeader.size + length > mtu {
             let pseudo = InternetChecksum.pseudoHeader(source: src, destination: address.address,
                                                       protocol: IPProtocol.udp, length: UDPHeader.size + length)
             let c = InternetChecksum.finish(Self.chainSum(b, initial: pseudo))

@@ -23,9 +23,9 @@ final class SimulatedNetwork {
     static let macB = MACAddress(2, 0, 0, 0, 0, 2)
 
     init(profile: FaultProfile = FaultProfile(), tcp: (inout TCPConfiguration) -> Void = { _ in },
-         mtu: Int = 1500, capacity: Int = 4096) {
+         mtu: Int = 1500, capacity: Int = 4096, transmitOffload: ChecksumOffload = []) {
         link = InMemoryLink(poolA: poolA, poolB: poolB, capacity: capacity,
-                            capabilities: DeviceCapabilities(mtu: mtu))
+                            capabilities: DeviceCapabilities(mtu: mtu, transmitOffload: transmitOffload))
         var ca = StackConfiguration(localIPv4: Self.ipA, localMAC: Self.macA)
         var cb = StackConfiguration(localIPv4: Self.ipB, localMAC: Self.macB)
         // The simulated wire has microsecond round trips: short timers keep loss tests quick.

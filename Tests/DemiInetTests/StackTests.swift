@@ -66,6 +66,40 @@ func makeSGA(_ pool: BufferPool, _ bytes: [UInt8]) -> ScatterGatherArray {
         try net.a.pool.freeFromApplication(got.head!)
     }
 
+    /// With UDP checksums offloaded to the device, a datagram that will be fragmented still gets its checksum from
+    /// the stack (the device sees fragments; the checksum spans them all), and the receiver verifies it.
+    @Test func fragmentedDatagramsGetTheirChecksumDespiteOffload() throws {
+        let net = SimulatedNetwork(transmitOffload: [.udp])
+        let client = try net.b.socket(domain: .inet, type: .datagram)
+        try net.b.bind(client, to: SocketAddressV4(.any, 4000))
+        // A first small datagram resolves the addresses (A answers it with a port unreachable).
+        let probe = makeSGA(net.b.pool, [1])
+        _ = try net.b.pushTo(client, probe, to: SocketAddressV4(SimulatedNetwork.ipA, 5000))
+        try net.b.pool.freeFromApplication(probe.head!)
+        #expect(net.run(timeout: .seconds(5)) { net.a.statistics.udpNoPort == 1 && net.link.a.pending == 0 })
+        let bytes = (0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let sga = makeSGA(net.b.pool, bytes)
+        _ = try net.b.pushTo(client, sga, to: SocketAddressV4(SimulatedNetwork.ipA, 5000))
+        try net.b.pool.freeFromApplication(sga.head!)
+        // The first fragment, straight off the wire: Ethernet (14) + IPv4 (20) + the UDP header.
+        let frames = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 8)
+        defer { frames.deallocate() }
+        let n = net.link.a.receive(into: frames, capacity: 8, now: .now())
+        #expect(n == 3)
+        let first = Array(UnsafeRawBufferPointer(frames[0].bytes))
+        for k in 0..<n { frames[k].releaseChain() }
+        let stored = UInt16(first[40]) << 8 | UInt16(first[41])
+        var udp = [UInt8](repeating: 0, count: 8)
+        udp[0] = 0x0F; udp[1] = 0xA0; udp[2] = 0x13; udp[3] = 0x88  // ports 4000 -> 5000
+        udp[4] = UInt8((3008) >> 8); udp[5] = UInt8(3008 & 0xFF)
+        let pseudo = InternetChecksum.pseudoHeader(source: SimulatedNetwork.ipB, destination: SimulatedNetwork.ipA,
+                                                  protocol: IPProtocol.udp, length: 3008)
+        let sum = (udp + bytes).withUnsafeBytes { InternetChecksum.sum($0, initial: pseudo) }
+        let want = InternetChecksum.finish(sum)
+        #expect(stored != 0)
+        #expect(stored == (want == 0 ? 0xFFFF : want))
+    }
+
     @Test func tcpHandshakeEchoAndCloseBothWays() throws {
         let net = SimulatedNetwork()
         let listener = try net.a.socket(domain: .inet, type: .stream)
