@@ -109,7 +109,8 @@ let package = Package(
         /// Hot paths run N times for instruction counting (scripts/check-hotpaths.sh, the CI regression check).
         .executableTarget(
             name: "demi-hotpaths",
-            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiDevices", "DemiInet", "DemiStackLibOS"],
+            dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiDevices", "DemiInet", "DemiStackLibOS",
+                           "DemiSharedMemory"],
             swiftSettings: swiftSettings
         ),
 

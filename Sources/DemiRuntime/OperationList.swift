@@ -47,8 +47,6 @@ public struct OperationList: Sendable {
 extension Scheduler {
     /// A token for an operation that finished synchronously (such as a close): spawned and completed at once.
     public func spawnCompleted(_ code: OperationCode, qd: QDesc) throws(Errno) -> QToken {
-        let qt = try spawn(Operation(code: code, qd: qd))
-        complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: code, qd: qd, qt: qt))
-        return qt
+        try spawnCompleted(code, qd: qd, result: QResult(opcode: code, qd: qd, qt: QToken(rawValue: 0)))
     }
 }

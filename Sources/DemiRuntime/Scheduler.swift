@@ -109,7 +109,7 @@ public final class Scheduler {
 
     @inlinable var capacity: Int { chunkCount * Self.chunkSize }
 
-    @inlinable
+    @inlinable @inline(__always)
     func allocateSlot() throws(Errno) -> UInt32 {
         if freeHead == Self.none {
             guard addChunk() else { throw .wouldBlock }
@@ -120,7 +120,7 @@ public final class Scheduler {
         return i
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     func freeSlot(_ i: UInt32) {
         let s = slot(i)
         s.pointee.state = State.free
@@ -172,6 +172,51 @@ public final class Scheduler {
         s.pointee.tag = 0
         ready.insert(i)
         return token(of: i)
+    }
+
+    /// Starts an operation that waits on something its libOS watches by other means (a pop parked on a ring that the
+    /// fast-path poller checks): like ``spawn(_:)`` but not runnable until woken, so no pass polls it for nothing.
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable
+    public func spawnWaiting(_ operation: Operation) throws(Errno) -> QToken {
+        let i = try allocateSlot()
+        let s = slot(i)
+        s.pointee.state = State.pending
+        s.pointee.operation = operation
+        s.pointee.tag = 0
+        return token(of: i)
+    }
+
+    /// A token for an operation that finished as it started (a push that found room, a pop that found a message):
+    /// the same as ``spawn(_:)`` then ``complete(_:_:)`` with `result` (its `qt` is filled in), without making the slot
+    /// runnable or looking for a timer in between. The operation record keeps only `code` and `qd`.
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable
+    public func spawnCompleted(_ code: OperationCode, qd: QDesc, result: QResult) throws(Errno) -> QToken {
+        let i = try allocateSlot()
+        let s = slot(i)
+        let qt = QToken(rawValue: UInt64(s.pointee.generation) << 32 | UInt64(i))
+        s.pointee.state = State.completed
+        s.pointee.operation.code = code
+        s.pointee.operation.qd = qd
+        s.pointee.result = result
+        s.pointee.result.qt = qt
+        s.pointee.completedNext = Self.none
+        s.pointee.completedPrev = completedTail
+        if completedTail != Self.none { slot(completedTail).pointee.completedNext = i } else { completedHead = i }
+        completedTail = i
+        completedTotal += 1
+        return qt
+    }
+
+    /// Ends pending operation `index` whose result its libOS handed to the waiter directly: frees the slot without
+    /// completing it, so its token is consumed (the same as ``complete(_:_:)`` then ``take(_:)``, without the result).
+    @inlinable
+    public func discard(_ index: UInt32) {
+        guard slot(index).pointee.state == State.pending else { return }
+        freeSlot(index)
     }
 
     /// The record of operation `index`, to read and update while polling it.

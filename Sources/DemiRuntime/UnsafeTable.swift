@@ -20,6 +20,9 @@ public struct UnsafeTable<Element> {
         nonmutating unsafeMutableAddress { base + i }
     }
 
+    /// The address of element `i`, valid until the table grows.
+    @inlinable public func pointer(_ i: Int) -> UnsafeMutablePointer<Element> { base + i }
+
     @inlinable public var indices: Range<Int> { 0..<count }
 
     public mutating func append(_ e: Element) {

@@ -319,10 +319,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// A token for an operation that completed inline. The caller has checked ``canSpawn``.
     @inline(__always)
     func completedToken(_ code: OperationCode, _ qd: QDesc, _ value: QResult.Value = .none) -> QToken {
-        let qt: QToken
-        do { qt = try scheduler.spawn(Operation(code: code, qd: qd)) } catch { preconditionFailure("no slot") }
-        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), QResult(opcode: code, qd: qd, qt: qt, value: value))
-        return qt
+        do {
+            return try scheduler.spawnCompleted(
+                code, qd: qd, result: QResult(opcode: code, qd: qd, qt: QToken(rawValue: 0), value: value))
+        } catch { preconditionFailure("no slot") }
     }
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
@@ -362,7 +362,14 @@ public final class SharedMemoryLibOS: PollingLibOS {
         // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
         if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
             switch receive(i) {
-            case .empty: break
+            case .empty:
+                // Parked at once, not runnable: the fast-path poller (or a spinning wait) runs it when a record, the
+                // peer's close or its death shows up.
+                let qt = try scheduler.spawnWaiting(Operation(code: .pop, qd: qd))
+                queues[i].pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
+                park(i)
+                if queues[i].spare == nil { queues[i].spare = pool.allocate(size: Self.spareSize, headroom: 0) }
+                return qt
             case .message(let b): return completedPop(qd, b)
             case .endOfFile:
                 guard let z = pool.allocate(size: 0, headroom: 0) else { return failedToken(qd, .noMemory) }
@@ -383,10 +390,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     func failedToken(_ qd: QDesc, _ e: Errno) -> QToken {
-        let qt: QToken
-        do { qt = try scheduler.spawn(Operation(code: .pop, qd: qd)) } catch { preconditionFailure("no slot") }
-        scheduler.complete(UInt32(truncatingIfNeeded: qt.rawValue), .failure(qd, qt, e))
-        return qt
+        do {
+            return try scheduler.spawnCompleted(.pop, qd: qd, result: .failure(qd, QToken(rawValue: 0), e))
+        } catch { preconditionFailure("no slot") }
     }
 
     // MARK: - Parked pops
@@ -477,18 +483,26 @@ public final class SharedMemoryLibOS: PollingLibOS {
         guard parkedCount == 1 else { return nil }
         let i = Int(parked[0])
         guard queues[i].pops.head == t, scheduler.isIdle else { return nil }
+        let q = queues.pointer(i)  // the table does not grow while this loop runs
         var spins = 0
         while true {
             spins &+= 1
             if spins & 31 == 0 {
                 if passes & 1023 == 1023 { return nil }
                 passes &+= 1
-                if queues[i].peerDead || cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) != 0 {
+                if q.pointee.peerDead || cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) != 0 {
                     return nil
                 }
             }
-            if queues[i].consumer.hasRecord() {
+            if q.pointee.consumer.hasRecord() {
                 unpark(i)
+                if let b = receiveSmall(q) {
+                    q.pointee.pops.removeHead(scheduler)
+                    pool.giveToApplication(b)
+                    unretired = t
+                    return QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: qt,
+                                   value: .sga(ScatterGatherArray(head: b)))
+                }
                 let received = receive(i)
                 if case .message(let b) = received {
                     let qd = scheduler.operation(t).pointee.qd
@@ -503,7 +517,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
     }
 
-    /// Completes and takes the pop whose result `wait` already returned.
+    /// Frees the slot of the pop whose result `wait` already returned (its token is consumed).
     @inline(__always)
     func retire() {
         if unretired != Operation.none { retireNow() }
@@ -513,8 +527,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     func retireNow() {
         let t = unretired
         unretired = Operation.none
-        scheduler.complete(t, QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: QToken(rawValue: 0)))
-        _ = scheduler.take(scheduler.token(of: t))
+        scheduler.discard(t)
     }
 
     // MARK: - The pass
@@ -591,6 +604,19 @@ public final class SharedMemoryLibOS: PollingLibOS {
         case message(DemiBuffer)
         case endOfFile
         case failed(Errno)
+    }
+
+    /// The common case of ``receive(_:)`` when the ring has a record: a whole message that fits the spare buffer is
+    /// copied into it. Nil (and nothing consumed) for anything else.
+    @inline(__always)
+    func receiveSmall(_ q: UnsafeMutablePointer<Queue>) -> DemiBuffer? {
+        guard let s = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile else { return nil }
+        let (length, flags, total) = q.pointee.consumer.peek()
+        guard flags == 0, length == total, length <= Self.spareSize, total <= options.maxMessageSize,
+              s.setCount(length) else { return nil }
+        q.pointee.spare = nil
+        q.pointee.consumer.consume(length: length, into: s.baseAddress)
+        return s
     }
 
     /// Takes the next whole message from pipe `i`'s ring (reassembling fragments), if there is one.

@@ -4,7 +4,10 @@
 //
 // Paths: operation (spawn + complete + take of one operation), buffer (pool allocate + release, 64 B),
 // tcp-echo (one 64-byte TCP echo round trip between two user-space stacks over the in-memory link: 4 I/Os),
-// udp-echo (the same over UDP), tcp-bulk (one full-sized TCP segment pushed, sent, received and popped).
+// udp-echo (the same over UDP), tcp-bulk (one full-sized TCP segment pushed, sent, received and popped),
+// catmem (one 64-byte round trip through a shared-memory pipe between two catmem libOSes in this process, with the
+// calls of `demi bench`'s client and echo server: 4 I/Os; each pop parks before its message comes, as between two
+// processes).
 // Everything runs on one thread with no system calls on the measured path except clock reads, so the instruction
 // count per iteration is repeatable: the checker runs N and 10N+N iterations and divides the difference.
 import DemiBuffers
@@ -12,6 +15,7 @@ import DemiCore
 import DemiDevices
 import DemiInet
 import DemiRuntime
+import DemiSharedMemory
 import DemiStackLibOS
 #if canImport(Glibc)
 import Glibc
@@ -141,8 +145,28 @@ func run(_ path: String, _ n: Int) throws(Errno) {
             inFlight.append(push)
             if inFlight.count > 32 { _ = p.wait(p.b, inFlight.removeFirst()) }
         }
+    case "catmem":
+        let client = SharedMemoryLibOS()
+        let server = SharedMemoryLibOS()
+        let name = "hotpaths-\(getpid())"
+        let c = try client.createPipe(name)
+        let s = try server.openPipe(name)
+        let msg = message(client.pool, 64)
+        var serverPop = try server.pop(s)
+        for _ in 0..<(n + 100) {
+            _ = try client.wait(try client.push(c, msg))
+            let clientPop = try client.pop(c)
+            guard let got = try server.wait(serverPop).sga else { fail("server pop failed") }
+            _ = try server.wait(try server.push(s, got))
+            try server.pool.freeFromApplication(got.head!)
+            serverPop = try server.pop(s)
+            guard let reply = try client.wait(clientPop).sga, reply.count == 64 else { fail("client pop failed") }
+            try client.pool.freeFromApplication(reply.head!)
+        }
+        try client.close(c)
+        try server.close(s)
     default:
-        fail("unknown path \(path); paths: operation buffer tcp-echo udp-echo tcp-bulk")
+        fail("unknown path \(path); paths: operation buffer tcp-echo udp-echo tcp-bulk catmem")
     }
 }
 

@@ -48,6 +48,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Bytes streamed by the throughput test.") var streamBytes = 256 << 20
     @Option(help: "catnap poll mode for the benchmark: busy, epoll or auto.") var pollMode = "busy"
     @Flag(help: "Skip the shared-memory (catmem) row.") var noCatmem = false
+    @Flag(help: "Run only the shared-memory (catmem) rows and their C ring baseline.") var catmemOnly = false
     @Option(help: "Also write the results as JSON to this file.") var json: String?
     @Flag(help: "Run only the inetstack (user-space TCP/IP over the in-memory link) section.") var inetOnly = false
     @Flag(help: "Skip the inetstack section.") var noInet = false
@@ -77,7 +78,7 @@ struct Bench: ParsableCommand {
         print("demi bench: loopback echo, \(count) round trips x \(reps) runs per figure (median), " +
               (serverCPU >= 0 ? "server on CPU \(serverCPU), client on CPU \(clientCPU)" : "one CPU"))
         var rows: [BenchRow] = []
-        for proto in TransportProtocol.allCases {
+        for proto in TransportProtocol.allCases where !catmemOnly {
             for size in sizes {
                 var c: [LatencySummary] = []
                 var nap: [LatencySummary] = []
@@ -119,6 +120,7 @@ struct Bench: ParsableCommand {
             }
         }
         printTable(rows)
+        if catmemOnly { return }
 
         var streams: [StreamRow] = []
         var cStream: [Double] = []
