@@ -27,7 +27,7 @@ count() {
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
-paths=(operation buffer udp-echo tcp-echo tcp-bulk)
+paths=(operation buffer udp-echo tcp-echo tcp-bulk catmem)
 declare -A per
 for p in "${paths[@]}"; do
     case $p in operation|buffer) n1=10000 n2=110000;; *) n1=500 n2=2500;; esac
@@ -42,7 +42,8 @@ if [ "${1:-}" = --update ]; then
         echo "# Measured $(date -u '+%Y-%m-%d') with $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*\).*/Swift \1/')."
         echo "# operation: spawn + complete + take; buffer: allocate + release 64 B; udp-echo, tcp-echo: one 64-byte round"
         echo "# trip between two user-space stacks over the in-memory link (4 I/Os, both stacks' polling included);"
-        echo "# tcp-bulk: one 1448-byte segment pushed, sent, received and popped."
+        echo "# tcp-bulk: one 1448-byte segment pushed, sent, received and popped; catmem: one 64-byte round trip through a"
+        echo "# shared-memory pipe between two catmem libOSes in one process (4 I/Os)."
         for p in "${paths[@]}"; do echo "$p $(( per[$p] * 5 / 4 ))  # measured ${per[$p]}"; done
     } > "$limits"
     cat "$limits"

@@ -109,8 +109,13 @@ public final class Scheduler {
 
     @inlinable var capacity: Int { chunkCount * Self.chunkSize }
 
+    @inlinable
+    func allocateSlot() throws(Errno) -> UInt32 { try allocateSlotInline() }
+
+    /// ``allocateSlot()`` inlined, for the short paths of operations that finish as they start (inlining it into
+    /// ``spawn(_:)`` as well made that one slower).
     @inlinable @inline(__always)
-    func allocateSlot() throws(Errno) -> UInt32 {
+    func allocateSlotInline() throws(Errno) -> UInt32 {
         if freeHead == Self.none {
             guard addChunk() else { throw .wouldBlock }
         }
@@ -180,7 +185,7 @@ public final class Scheduler {
     /// Throws `EAGAIN` when every slot is taken.
     @inlinable
     public func spawnWaiting(_ operation: Operation) throws(Errno) -> QToken {
-        let i = try allocateSlot()
+        let i = try allocateSlotInline()
         let s = slot(i)
         s.pointee.state = State.pending
         s.pointee.operation = operation
@@ -195,7 +200,7 @@ public final class Scheduler {
     /// Throws `EAGAIN` when every slot is taken.
     @inlinable
     public func spawnCompleted(_ code: OperationCode, qd: QDesc, result: QResult) throws(Errno) -> QToken {
-        let i = try allocateSlot()
+        let i = try allocateSlotInline()
         let s = slot(i)
         let qt = QToken(rawValue: UInt64(s.pointee.generation) << 32 | UInt64(i))
         s.pointee.state = State.completed
