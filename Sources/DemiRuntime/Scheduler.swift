@@ -206,6 +206,7 @@ public final class Scheduler {
         s.pointee.state = State.completed
         s.pointee.operation.code = code
         s.pointee.operation.qd = qd
+        s.pointee.tag = 0
         s.pointee.result = result
         s.pointee.result.qt = qt
         s.pointee.completedNext = Self.none
@@ -214,6 +215,51 @@ public final class Scheduler {
         completedTail = i
         completedTotal += 1
         return qt
+    }
+
+    /// The `tag` of a completed slot whose result is plain (no error, no value): `opcode` and `qd` are the operation's
+    /// `code` and `qd`, and the result record itself is not written.
+    @usableFromInline static var plainResult: UInt64 { 1 << 63 }
+
+    /// ``spawnCompleted(_:qd:result:)`` for a plain result (an inline push): only the operation's `code` and `qd` are
+    /// stored, each in place, and ``take(_:)`` builds the result from them. No record is copied, so a wait right after
+    /// reads back exactly what was stored (a wider load of narrower stores would wait for every older store to reach
+    /// the cache, such as the shared-memory stores the push just made).
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable @inline(__always)
+    public func spawnCompletedPlain(_ code: OperationCode, qd: QDesc) throws(Errno) -> QToken {
+        let i = try allocateSlotInline()
+        let s = slot(i)
+        let qt = QToken(rawValue: UInt64(s.pointee.generation) << 32 | UInt64(i))
+        s.pointee.state = State.completed
+        s.pointee.operation.code = code
+        s.pointee.operation.qd = qd
+        s.pointee.tag = Self.plainResult
+        s.pointee.completedNext = Self.none
+        let tail = completedTail
+        s.pointee.completedPrev = tail
+        if tail != Self.none { slot(tail).pointee.completedNext = i } else { completedHead = i }
+        completedTail = i
+        completedTotal += 1
+        return qt
+    }
+
+    /// ``spawnWaiting(_:)`` for an operation with no data (a pop): the record's fields are stored in place.
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable @inline(__always)
+    public func spawnWaiting(_ code: OperationCode, qd: QDesc) throws(Errno) -> QToken {
+        let i = try allocateSlotInline()
+        let s = slot(i)
+        s.pointee.state = State.pending
+        s.pointee.operation.code = code
+        s.pointee.operation.qd = qd
+        s.pointee.operation.sga.head = nil
+        s.pointee.operation.progress = 0
+        s.pointee.operation.link = Operation.none
+        s.pointee.tag = 0
+        return QToken(rawValue: UInt64(s.pointee.generation) << 32 | UInt64(i))
     }
 
     /// Ends pending operation `index` whose result its libOS handed to the waiter directly: frees the slot without
@@ -266,6 +312,35 @@ public final class Scheduler {
         return takeSlot(i)
     }
 
+    /// True if `qt` is a pending operation's token.
+    @inlinable @inline(__always)
+    public func isPending(_ qt: QToken) -> Bool {
+        let i = UInt32(truncatingIfNeeded: qt.rawValue)
+        guard Int(i) < capacity else { return false }
+        let s = slot(i)
+        return s.pointee.state == State.pending && s.pointee.generation == UInt32(truncatingIfNeeded: qt.rawValue >> 32)
+    }
+
+    /// ``take(_:)`` for a plain result (see ``spawnCompletedPlain(_:qd:)``): the operation's code and queue, read back
+    /// as they were stored, or nil (nothing taken) if `qt` is not a completed operation with a plain result.
+    @inlinable @inline(__always)
+    public func takePlain(_ qt: QToken) -> (OperationCode, QDesc)? {
+        let i = UInt32(truncatingIfNeeded: qt.rawValue)
+        guard Int(i) < capacity else { return nil }
+        let s = slot(i)
+        guard s.pointee.state == State.completed, s.pointee.tag == Self.plainResult,
+              s.pointee.generation == UInt32(truncatingIfNeeded: qt.rawValue >> 32) else { return nil }
+        let code = s.pointee.operation.code
+        let qd = s.pointee.operation.qd
+        let p = s.pointee.completedPrev
+        let n = s.pointee.completedNext
+        if p != Self.none { slot(p).pointee.completedNext = n } else { completedHead = n }
+        if n != Self.none { slot(n).pointee.completedPrev = p } else { completedTail = p }
+        completedTotal -= 1
+        freeSlot(i)
+        return (code, qd)
+    }
+
     /// Takes the oldest completed result, if any.
     @inlinable
     public func takeNextCompleted() -> QResult? {
@@ -276,6 +351,7 @@ public final class Scheduler {
     @inlinable
     func takeSlot(_ i: UInt32) -> QResult {
         let s = slot(i)
+        if s.pointee.tag == Self.plainResult { materializePlain(s, i) }  // taken other than by takePlain
         let r = s.pointee.result
         let p = s.pointee.completedPrev
         let n = s.pointee.completedNext
@@ -284,6 +360,12 @@ public final class Scheduler {
         completedTotal -= 1
         freeSlot(i)
         return r
+    }
+
+    @usableFromInline @inline(never)
+    func materializePlain(_ s: UnsafeMutablePointer<Slot>, _ i: UInt32) {
+        s.pointee.result = QResult(opcode: s.pointee.operation.code, qd: s.pointee.operation.qd, qt: token(of: i))
+        s.pointee.tag = 0
     }
 
     // MARK: - Background coroutines and timers

@@ -325,10 +325,35 @@ public final class SharedMemoryLibOS: PollingLibOS {
         } catch { preconditionFailure("no slot") }
     }
 
+    /// A token for an operation that completed inline with a plain result (a push). The caller has checked
+    /// ``canSpawn``.
+    @inline(__always)
+    func plainToken(_ code: OperationCode, _ qd: QDesc) -> QToken {
+        do { return try scheduler.spawnCompletedPlain(code, qd: qd) } catch { preconditionFailure("no slot") }
+    }
+
+    /// The largest message that takes the short paths (copied without a call).
+    static let smallMessage = 64
+
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         defer { retire() }  // after the bytes are in the ring
-        guard sga.head != nil, sga.isValid else { throw .invalidArgument }
+        guard let head = sga.head, sga.isValid else { throw .invalidArgument }
         let i = try queueIndex(qd)
+        let q = queues.pointer(i)  // the table does not grow during a push
+        let h = head.header
+        if q.pointee.kind == .pipe && h.pointee.next == nil {
+            // The common case, as the C ring does it: one small segment, nothing queued ahead, the peer alive and open,
+            // room, no wrap. Copied and published in one pass (one release store of the tail); the token afterwards.
+            let length = Int(h.pointee.length)
+            if length > 0, length <= Self.smallMessage, length <= options.maxMessageSize, q.pointee.pushes.isEmpty,
+               !q.pointee.peerDead, canSpawn, cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0,
+               q.pointee.producer.hasRoom(RecordHeader.size + padded(length)),
+               q.pointee.producer.fitsUnwrapped(length) {
+                q.pointee.producer.writeSmall(h.pointee.storage.unsafelyUnwrapped + Int(h.pointee.offset),
+                                              length: length)
+                return plainToken(.push, qd)
+            }
+        }
         let total = sga.count
         if queues[i].kind == .pipe {
             guard total > 0 else { throw .invalidArgument }
@@ -339,7 +364,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0,
                queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
                 queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
-                return completedToken(.push, qd)
+                return plainToken(.push, qd)
             }
         }
         sga.retainAll()
@@ -361,11 +386,20 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let i = try queueIndex(qd)
         // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
         if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
+            let q = queues.pointer(i)
+            if !q.pointee.consumer.hasRecord(), !q.pointee.endOfFile, !q.pointee.peerDead,
+               cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0, q.pointee.spare != nil {
+                // Nothing there yet (the usual case right after a push): parked at once, its record stored in place.
+                let qt = try scheduler.spawnWaiting(.pop, qd: qd)
+                q.pointee.pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
+                park(i)
+                return qt
+            }
             switch receive(i) {
             case .empty:
                 // Parked at once, not runnable: the fast-path poller (or a spinning wait) runs it when a record, the
                 // peer's close or its death shows up.
-                let qt = try scheduler.spawnWaiting(Operation(code: .pop, qd: qd))
+                let qt = try scheduler.spawnWaiting(.pop, qd: qd)
                 queues[i].pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
                 park(i)
                 if queues[i].spare == nil { queues[i].spare = pool.allocate(size: Self.spareSize, headroom: 0) }
@@ -449,6 +483,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         retire()
         let s = scheduler
+        if let (code, qd) = s.takePlain(qt) { return QResult(opcode: code, qd: qd, qt: qt) }
         if let r = s.take(qt) { return r }
         guard timeout == nil, s.nextTimerDeadline == nil else { return try sharedWait(self, qt, timeout) }
         guard let t = s.index(of: qt) else { throw .invalidArgument }
@@ -495,6 +530,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
                 }
             }
             if q.pointee.consumer.hasRecord() {
+                if let b = popSmall(q, i, t) {
+                    return QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: qt,
+                                   value: .sga(ScatterGatherArray(head: b)))
+                }
                 unpark(i)
                 if let b = receiveSmall(q) {
                     q.pointee.pops.removeHead(scheduler)
@@ -515,6 +554,72 @@ public final class SharedMemoryLibOS: PollingLibOS {
                 return nil
             }
         }
+    }
+
+    /// The short path of a spinning wait that sees a record: a whole small message is copied into the spare buffer
+    /// without a call and the head published with one release store; pop `t` is done (its slot is retired by the next
+    /// call). Nil (nothing consumed) for anything else.
+    @inline(__always)
+    func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
+        let position = q.pointee.consumer.headPosition
+        let h = q.pointee.consumer.data + position
+        let length = Int(h.load(as: UInt32.self))
+        guard (h + 4).load(as: UInt32.self) == 0, Int((h + 8).load(as: UInt64.self)) == length, length > 0,
+              length <= Self.smallMessage, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
+              let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
+        else { return nil }
+        q.pointee.consumer.consumeSmall(at: position, length: length, into: b.baseAddress)
+        q.pointee.spare = nil
+        unpark(i)
+        q.pointee.pops.removeHead(scheduler)
+        b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
+        unretired = t
+        return b
+    }
+
+    /// A completion handed back in registers by ``waitFast(_:)``.
+    @frozen
+    public struct FastCompletion {
+        /// `.push` or `.pop`; `.invalid` if the short path did not apply.
+        public var code: OperationCode
+        public var qd: QDesc
+        /// A pop's message.
+        public var buffer: DemiBuffer?
+    }
+
+    /// The facade's short path of a wait with no timeout, for the two waits of a ping-pong: a push that completed
+    /// inline (its slot is freed here) and the pop the caller waits for when a pass could do nothing but check its ring
+    /// (spun on as in ``waitOwnPop(_:_:)``, a small whole message copied out). `.invalid`, with nothing consumed,
+    /// when neither applies, a pass is due, or the pop ends otherwise: then ``wait(_:timeout:)`` does the rest.
+    public func waitFast(_ qt: QToken) -> FastCompletion {
+        retire()
+        let s = scheduler
+        if let (code, qd) = s.takePlain(qt) { return FastCompletion(code: code, qd: qd) }
+        let none = FastCompletion(code: .invalid, qd: QDesc(rawValue: -1))
+        guard parkedCount == 1, s.nextTimerDeadline == nil else { return none }
+        let t = UInt32(truncatingIfNeeded: qt.rawValue)
+        let i = Int(parked[0])
+        guard queues[i].pops.head == t, s.isPending(qt), s.isIdle else { return none }
+        let q = queues.pointer(i)  // the table does not grow while this loop runs
+        // As the C ring's pop: one load of the producer's index per turn, compared with our own in a register.
+        let head = q.pointee.consumer.localHead
+        let tailWord = q.pointee.consumer.tail
+        var tail = q.pointee.consumer.cachedTail
+        var spins = 0
+        while tail == head {
+            spins &+= 1
+            if spins & 31 == 0 {
+                if passes & 1023 == 1023 { return none }
+                passes &+= 1
+                if q.pointee.peerDead || cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) != 0 {
+                    return none
+                }
+            }
+            tail = cdemi_load_acquire_u64(tailWord)
+        }
+        q.pointee.consumer.cachedTail = tail
+        guard let b = popSmall(q, i, t) else { return none }
+        return FastCompletion(code: .pop, qd: s.operation(t).pointee.qd, buffer: b)
     }
 
     /// Frees the slot of the pop whose result `wait` already returned (its token is consumed).

@@ -65,9 +65,9 @@ struct RingProducer {
     /// Bytes free now, reloading the consumer's index if the cached one says there is not enough for `needed`.
     @inline(__always)
     mutating func hasRoom(_ needed: Int) -> Bool {
-        if capacity - Int(localTail &- cachedHead) >= needed { return true }
+        if capacity &- Int(localTail &- cachedHead) >= needed { return true }
         cachedHead = cdemi_load_acquire_u64(head)
-        return capacity - Int(localTail &- cachedHead) >= needed
+        return capacity &- Int(localTail &- cachedHead) >= needed
     }
 
     /// Copies `count` bytes from `source` at ring index `at` (wrapping).
@@ -77,6 +77,26 @@ struct RingProducer {
         let first = min(count, capacity - pos)
         (data + pos).copyMemory(from: source, byteCount: first)
         if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
+    }
+
+    /// True if a record with a payload of `length` bytes written now lies in one piece (does not wrap).
+    @inline(__always)
+    func fitsUnwrapped(_ length: Int) -> Bool {
+        Int(localTail & UInt64(capacity &- 1)) &+ RecordHeader.size &+ length <= capacity
+    }
+
+    /// Writes a whole message of `length` bytes (1 to 64) from `source` as one record and publishes it: two header
+    /// stores, the copy without a call, and one release store of the tail. The caller has checked ``hasRoom(_:)`` and
+    /// ``fitsUnwrapped(_:)``.
+    @inline(__always)
+    mutating func writeSmall(_ source: UnsafeRawPointer, length: Int) {
+        let start = localTail
+        let h = data + Int(start & UInt64(capacity - 1))
+        h.storeBytes(of: UInt64(length), as: UInt64.self)  // fragment length, flags 0
+        (h + 8).storeBytes(of: UInt64(length), as: UInt64.self)  // total length
+        cdemi_copy_small(h + RecordHeader.size, source, length)
+        localTail = start &+ UInt64(RecordHeader.size + padded(length))
+        cdemi_store_release_u64(tail, localTail)
     }
 
     /// Writes one record holding `length` bytes of `sga` starting at byte `offset`, and publishes it. The caller has
@@ -157,6 +177,19 @@ struct RingConsumer {
     func peek() -> (length: Int, flags: UInt32, total: Int) {
         let h = data + Int(localHead & UInt64(capacity - 1))
         return (Int(h.load(as: UInt32.self)), (h + 4).load(as: UInt32.self), Int((h + 8).load(as: UInt64.self)))
+    }
+
+    /// The next record's header position in the ring (the caller has seen ``hasRecord()``).
+    @inline(__always)
+    var headPosition: Int { Int(localHead & UInt64(capacity - 1)) }
+
+    /// Copies the payload (1 to 64 bytes, not wrapping) of the record at `position` to `destination` without a call and
+    /// releases the record with one release store of the head.
+    @inline(__always)
+    mutating func consumeSmall(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
+        cdemi_copy_small(destination, data + position + RecordHeader.size, length)
+        localHead &+= UInt64(RecordHeader.size + padded(length))
+        cdemi_store_release_u64(head, localHead)
     }
 
     /// Copies the payload of the next record (of `length` bytes) to `destination` and releases the record.

@@ -548,7 +548,19 @@ public final class LibOS {
     /// Waits for one operation and consumes its token. A nil timeout waits for ever; zero polls once.
     @inlinable
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
-        switch backend {
+        if case .sharedMemory = backend, timeout == nil {
+            // catmem's short path (an inline push, or the pop a ping-pong waits for): the completion comes back in
+            // registers and the result is built once, here, in this call's own return buffer. A result copied from
+            // one just stored field by field (as through `onShared`'s `Result`) costs a wide load of narrow stores,
+            // which waits for every older store to reach the cache, such as the shared-memory stores of the push.
+            let f = shared.unsafelyUnwrapped._withUnsafeGuaranteedRef { m in m.waitFast(qt) }
+            switch f.code {
+            case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
+            case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
+            default: break
+            }
+        }
+        return try switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.wait(qt, timeout: timeout) }
 #if DPDK

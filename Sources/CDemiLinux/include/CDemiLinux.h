@@ -77,6 +77,30 @@ static inline int cdemi_cas_u32(uint32_t *p, uint32_t expected, uint32_t desired
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+/// Copies `n` bytes, 0 <= n <= 64, between buffers that do not overlap with at most four unaligned moves and no call
+/// (the small messages of the shared-memory rings; memcpy is a call through the PLT). Reads and writes only [0, n).
+static inline __attribute__((always_inline)) void cdemi_copy_small(void *__restrict d, const void *__restrict s, size_t n) {
+    unsigned char *dd = (unsigned char *)d;
+    const unsigned char *ss = (const unsigned char *)s;
+    if (n >= 32) {
+        __builtin_memcpy(dd, ss, 32);
+        __builtin_memcpy(dd + n - 32, ss + n - 32, 32);
+    } else if (n >= 16) {
+        __builtin_memcpy(dd, ss, 16);
+        __builtin_memcpy(dd + n - 16, ss + n - 16, 16);
+    } else if (n >= 8) {
+        __builtin_memcpy(dd, ss, 8);
+        __builtin_memcpy(dd + n - 8, ss + n - 8, 8);
+    } else if (n >= 4) {
+        __builtin_memcpy(dd, ss, 4);
+        __builtin_memcpy(dd + n - 4, ss + n - 4, 4);
+    } else if (n > 0) {
+        dd[0] = ss[0];
+        dd[n / 2] = ss[n / 2];
+        dd[n - 1] = ss[n - 1];
+    }
+}
+
 #ifdef __cplusplus
 }
 #endif
