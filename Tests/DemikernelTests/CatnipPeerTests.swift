@@ -20,9 +20,14 @@ enum CatnipTestSupport {
     /// `--vdev=net_af_packet0,iface=veth0`, which the libOS gives whole-datagram ring frames), on hugepages the
     /// fixture reserved and mounted if it could (``TestHugepages``), else `--no-huge`. Later ones hot-plug a vdev.
     static func prepareEAL(_ c: inout Configuration, hosts: TestHosts) {
+        prepareEAL(&c, interface: hosts.interface)
+    }
+
+    /// The same for any interface (``BridgedHosts``' veth0 in namespace a, for the impaired-link and capture suites).
+    static func prepareEAL(_ c: inout Configuration, interface: String) {
         let huge = TestHugepages.reserve()
         guard !DPDKEnvironment.isInitialized else { return }
-        c.ealArguments = DPDKEnvironment.defaultArguments(vdev: "net_af_packet0,iface=\(hosts.interface)",
+        c.ealArguments = DPDKEnvironment.defaultArguments(vdev: "net_af_packet0,iface=\(interface)",
                                                           hugepages: huge != nil, hugeDirectory: huge)
         print("catnip: rte_eal_init \(c.ealArguments.joined(separator: " "))")
     }

@@ -108,33 +108,49 @@ final class LockedBox<T>: @unchecked Sendable {
 
 // MARK: - Tests
 
-/// catpowder (our stack on AF_PACKET and, with the AFXDP trait, on AF_XDP, in namespace a) against the Linux
-/// kernel's TCP (namespace b) through a user-space impairment bridge (namespace m) that drops, reorders, duplicates,
-/// corrupts or delays frames in both directions. The kernel client sends through our echo server and checks SHA-256
-/// of what comes back. Needs root; skips otherwise (CI requires it with DEMI_REQUIRE_ALL_SUITES=1, and .ci/run checks
-/// that every device and profile printed its "impaired-link[...]" summary).
+/// catpowder (our stack on AF_PACKET and, with the AFXDP trait, on AF_XDP, in namespace a) and, with the DPDK trait,
+/// catnip (our stack on DPDK's net_af_packet) against the Linux kernel's TCP (namespace b) through a user-space
+/// impairment bridge (namespace m) that drops, reorders, duplicates, corrupts or delays frames in both directions.
+/// The kernel client sends through our echo server and checks SHA-256 of what comes back. Needs root; skips otherwise
+/// (CI requires it with DEMI_REQUIRE_ALL_SUITES=1, and .ci/run checks that every device and profile printed its
+/// "impaired-link[...]" summary).
 @Suite(.serialized) struct ImpairedLinkTests {
     typealias Kind = RawSocketTests.Kind
 
     /// The devices of this suite and of ``CaptureTests``: catpowder on AF_PACKET always, on AF_XDP with the AFXDP
-    /// trait (catnip has its own suites).
+    /// trait, and catnip (DPDK's net_af_packet on the same veth0) with the DPDK trait.
     static var devices: [Kind] {
         var k: [Kind] = [.afPacket]
         #if AFXDP
         k.append(.afXDP)
         #endif
+        #if DPDK
+        k.append(.dpdk)
+        #endif
         return k
     }
 
+    /// A short name for files of a device's case.
+    static func tag(_ kind: Kind) -> String {
+        switch kind {
+        case .afPacket: "packet"
+        case .afXDP: "xdp"
+        case .dpdk: "dpdk"
+        }
+    }
+
     static func start(_ hosts: BridgedHosts, _ kind: Kind = .afPacket) throws -> LibOS {
-        precondition(kind != .dpdk, "catnip is not part of this suite")
         var c = Configuration()
         c.rawSocketDevice = kind == .afXDP ? .afXDP : .afPacket
         c.interfaceName = hosts.interface
         c.localIPv4Address = IPv4Address(hosts.ourIP)
         c.arpRequestTimeoutSeconds = 0.2
         c.arpRequestRetries = 20
-        return try hosts.withNamespace(.a) { try LibOS(.rawSockets, configuration: c) }
+        #if DPDK
+        // catnip: the first catnip of the process starts the EAL (as in RawSocketTests); later ones hot-plug a vdev.
+        if kind == .dpdk { CatnipTestSupport.prepareEAL(&c, interface: hosts.interface) }
+        #endif
+        return try hosts.withNamespace(.a) { try LibOS(kind == .dpdk ? .dpdk : .rawSockets, configuration: c) }
     }
 
     /// Polls `os` until the child exits (or `timeout`); returns its exit code.
@@ -237,7 +253,8 @@ final class LockedBox<T>: @unchecked Sendable {
     }
 
     /// 100 MB each way for every profile, as the issue asks (10 % loss took minutes for 20 MB before RACK-style loss
-    /// detection and tail loss probes; now about a minute for 100 MB).
+    /// detection and tail loss probes; now about a minute for 100 MB). On every device, catnip included: its seven
+    /// cases take about 2.5 minutes, like each catpowder device's.
     static let profiles: [(String, Int)] = [
         ("", 100_000_000),
         ("loss=1%", 100_000_000),
@@ -260,7 +277,8 @@ final class LockedBox<T>: @unchecked Sendable {
         // Debugging aids: DEMI_IMPAIRED_ONLY=<profile> ("clean" for none) runs one case, DEMI_IMPAIRED_MB=<n> sets the
         // size, DEMI_IMPAIRED_PROFILE=<profile> runs the clean case with any other profile instead, and
         // DEMI_IMPAIRED_KERNEL_BASELINE=1 puts the kernel's TCP (a Python echo) in namespace a instead of our stack;
-        // DEMI_IMPAIRED_DEVICE=af_packet|af_xdp runs one device.
+        // DEMI_IMPAIRED_DEVICE=af_packet|af_xdp|net_af_packet runs one device (catpowder/af_packet, catpowder/af_xdp,
+        // catnip/net_af_packet: the value must match the kind's suffix after '/').
         let env = ProcessInfo.processInfo.environment
         if let only = env["DEMI_IMPAIRED_ONLY"], only != (profile.isEmpty ? "clean" : profile) { return }
         if let only = env["DEMI_IMPAIRED_DEVICE"], !device.rawValue.hasSuffix("/" + only) { return }
@@ -280,7 +298,7 @@ final class LockedBox<T>: @unchecked Sendable {
         defer { try? bridge.stop() }
         let os = try Self.start(hosts, device)
         let echo = try EchoDriver(os, port: 7200)
-        let log = "/tmp/demi-impaired-\(getpid())-\(device == .afXDP ? "xdp" : "packet")-\(profile.isEmpty ? "clean" : profile).log"
+        let log = "/tmp/demi-impaired-\(getpid())-\(Self.tag(device))-\(profile.isEmpty ? "clean" : profile).log"
         defer { unlink(log) }
         let kernelBefore = Self.snmp(hosts, .b)
         let started = Instant.now()
@@ -416,7 +434,7 @@ final class LockedBox<T>: @unchecked Sendable {
         defer { try? bridge.stop() }
         let os = try ImpairedLinkTests.start(hosts, device)
         let echo = try EchoDriver(os, port: 7200, udpPort: 7201)
-        let base = "/tmp/demi-capture-\(getpid())-\(device == .afXDP ? "xdp" : "packet")"
+        let base = "/tmp/demi-capture-\(getpid())-\(ImpairedLinkTests.tag(device))"
         let pcap = base + ".pcap", control = base + "-control.pcap"
         let captureLog = base + "-tshark.log", clientLog = base + "-client.log"
         defer { for f in [pcap, control, captureLog, clientLog] { unlink(f) } }
