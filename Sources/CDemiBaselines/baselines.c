@@ -451,3 +451,139 @@ double demi_baseline_malloc_free(int count, int size) {
     }
     return (double)(now_ns() - t0) / count;
 }
+
+/* Many clients over TCP: one server thread and one client thread, each busy-polling all `nconn` non-blocking
+   sockets in turn. */
+#include <fcntl.h>
+
+struct multi_server_args {
+    int fd, nconn, size, cpu;
+    volatile int ready, stop;
+    int error;
+};
+
+static void *multi_server_main(void *p) {
+    struct multi_server_args *a = p;
+    pin(a->cpu);
+    int n = a->nconn, size = a->size;
+    int *fds = calloc((size_t)n, sizeof(int));
+    int *got = calloc((size_t)n, sizeof(int));
+    char *bufs = calloc((size_t)n, (size_t)size);
+    a->ready = 1;
+    int accepted = 0;
+    while (accepted < n && !a->stop) {
+        int c = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK);
+        if (c >= 0) {
+            int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            fds[accepted++] = c;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            a->error = errno;
+            break;
+        }
+    }
+    int open = accepted;
+    while (open > 0) {
+        for (int i = 0; i < accepted; i++) {
+            if (fds[i] < 0) continue;
+            char *buf = bufs + (size_t)i * (size_t)size;
+            ssize_t r = recv(fds[i], buf + got[i], (size_t)(size - got[i]), MSG_DONTWAIT);
+            if (r > 0) {
+                got[i] += (int)r;
+                if (got[i] == size) {
+                    got[i] = 0;
+                    if (send_all(fds[i], buf, size, NULL)) r = -1, errno = EIO;
+                }
+            }
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+                if (r < 0 && !a->error && errno != ECONNRESET) a->error = errno;
+                close(fds[i]);
+                fds[i] = -1;
+                open--;
+            }
+        }
+    }
+    free(bufs);
+    free(got);
+    free(fds);
+    return NULL;
+}
+
+int demi_baseline_tcp_multi_echo(int nconn, int size, int warmup, int count, int server_cpu, int client_cpu,
+                                 uint64_t *rtt_ns, uint64_t *elapsed_ns) {
+    if (nconn <= 0 || size <= 0 || size > 65536 || count <= 0 || warmup < 0) return EINVAL;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (lfd < 0) return errno;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (bind(lfd, (struct sockaddr *)&sa, sl) || getsockname(lfd, (struct sockaddr *)&sa, &sl) ||
+        listen(lfd, nconn < 128 ? 128 : nconn)) {
+        int e = errno;
+        close(lfd);
+        return e;
+    }
+    struct multi_server_args a = {.fd = lfd, .nconn = nconn, .size = size, .cpu = server_cpu};
+    pthread_t th;
+    if (pthread_create(&th, NULL, multi_server_main, &a)) { close(lfd); return EAGAIN; }
+    while (!a.ready) sched_yield();
+    pin(client_cpu);
+    int *fds = malloc((size_t)nconn * sizeof(int));
+    int *got = calloc((size_t)nconn, sizeof(int));
+    uint64_t *t0 = calloc((size_t)nconn, sizeof(uint64_t));
+    char *msg = calloc(1, (size_t)size), *buf = malloc((size_t)size);
+    memset(msg, 0x5a, (size_t)size);
+    for (int i = 0; i < nconn; i++) fds[i] = -1;
+    int rc = 0, total = warmup + count, started = 0, done = 0;
+    for (int i = 0; i < nconn && rc == 0; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof sa)) { rc = errno; break; }
+        int one = 1;
+        setsockopt(fds[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+    }
+    uint64_t window = now_ns();
+    /* Every connection starts with one message in flight (as long as there are messages left to send). */
+    for (int i = 0; i < nconn && rc == 0 && started < total; i++, started++) {
+        t0[i] = now_ns();
+        if (send_all(fds[i], msg, size, NULL)) rc = EIO;
+    }
+    if (warmup == 0) window = now_ns();
+    while (rc == 0 && done < total) {
+        for (int i = 0; i < nconn && rc == 0; i++) {
+            if (t0[i] == 0) continue; /* idle: nothing in flight */
+            ssize_t r = recv(fds[i], buf, (size_t)(size - got[i]), MSG_DONTWAIT);
+            if (r > 0) {
+                got[i] += (int)r;
+                if (got[i] < size) continue;
+                uint64_t t = now_ns();
+                got[i] = 0;
+                if (done >= warmup) rtt_ns[done - warmup] = t - t0[i];
+                done++;
+                if (done == warmup) window = t;
+                if (done == total) *elapsed_ns = t - window;
+                if (started < total) {
+                    started++;
+                    t0[i] = now_ns();
+                    if (send_all(fds[i], msg, size, NULL)) rc = EIO;
+                } else {
+                    t0[i] = 0;
+                }
+            } else if (r == 0) {
+                rc = ECONNRESET;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                rc = errno;
+            }
+        }
+    }
+    a.stop = 1;
+    for (int i = 0; i < nconn; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    pthread_join(th, NULL);
+    close(lfd);
+    free(buf);
+    free(msg);
+    free(t0);
+    free(got);
+    free(fds);
+    return rc ? rc : a.error;
+}

@@ -242,6 +242,163 @@ enum Catnap {
         return Double(total) * 8 / Double(end - t0)
     }
 
+    // MARK: - Many clients
+
+    /// Many clients over TCP: an echo server on a pinned thread that accepts `connections` connections and serves them
+    /// all at once (one pop outstanding on each, `waitAny` over them), and one client thread holding every connection,
+    /// each with one `size`-byte message in flight (closed loop). `warmup` + `count` round trips in all, over every
+    /// connection; returns the `count` timed round trips and the aggregate messages per second over them.
+    static func multiEcho(connections: Int, size: Int, count: Int, warmup: Int, pollMode: String,
+                          cpus: (Int32, Int32)) throws -> (RunLatency, Double)
+    {
+        let h = ServerHandle(proto: .tcp)
+        let thread = Thread {
+            defer { h.finished.signal() }
+            _ = demi_baseline_pin(cpus.0)
+            var signalled = false
+            do {
+                let os = try makeLibOS(pollMode: pollMode)
+                let listener = try os.socket(.inet, .stream)
+                defer { try? os.close(listener) }
+                try os.bind(listener, to: SocketAddressV4(.loopback, 0))
+                try os.listen(listener, backlog: max(128, connections))
+                h.address = try os.localAddress(listener)
+                signalled = true
+                h.ready.signal()
+                try serveMany(os, listener, connections: connections, h)
+            } catch {
+                h.error = error
+                if !signalled { h.ready.signal() }
+            }
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+        guard h.ready.wait(timeout: .now() + 10) == .success else { throw Failure("catnap server did not start") }
+        if let e = h.error { throw e }
+        var result: (RunLatency, Double)?
+        var failure: (any Error)?
+        do {
+            result = try multiClient(server: h.address!, connections: connections, size: size, count: count,
+                                     warmup: warmup, pollMode: pollMode)
+        } catch {
+            failure = error
+        }
+        // The client closed its connections: the server sees end-of-file on each and returns. If the client failed
+        // before connecting them all, `stop` wakes the server out of accept.
+        if failure != nil || h.finished.wait(timeout: .now() + 10) != .success {
+            try h.stop()
+        } else if let e = h.error {
+            throw e
+        }
+        if let failure { throw failure }
+        return result!
+    }
+
+    /// Accepts `connections` connections, then echoes on all of them until each has reached end-of-file.
+    static func serveMany(_ os: LibOS, _ listener: QDesc, connections: Int, _ h: ServerHandle) throws {
+        var conns: [QDesc] = []
+        while conns.count < connections {
+            let a = try os.wait(try os.accept(listener))
+            guard case .accepted(let conn, _) = a.value else { throw a.error ?? Errno.ioError }
+            if h.stopping {
+                try? os.close(conn)
+                for c in conns { try? os.close(c) }
+                return
+            }
+            conns.append(conn)
+        }
+        defer { for c in conns { try? os.close(c) } }
+        var tokens = try conns.map { try os.pop($0) }
+        var active = Array(conns.indices)  // tokens[k] is a pop on conns[active[k]]
+        while !tokens.isEmpty {
+            let (k, r) = try os.waitAny(tokens)
+            let conn = conns[active[k]]
+            guard let sga = r.sga, sga.count > 0 else {
+                if let sga = r.sga { try os.sgafree(sga) }
+                if let e = r.error, e != .connectionReset { throw e }
+                // End-of-file (or reset): this connection is done.
+                tokens.swapAt(k, tokens.count - 1)
+                tokens.removeLast()
+                active.swapAt(k, active.count - 1)
+                active.removeLast()
+                continue
+            }
+            let push = try os.push(conn, sga)
+            try os.sgafree(sga)
+            if let e = try os.wait(push).error { throw e }
+            tokens[k] = try os.pop(conn)
+        }
+    }
+
+    /// The many-clients client: one `LibOS`, `connections` connections, one operation outstanding on each (its push,
+    /// then its pops until the whole echo is back), `waitAny` over all of them.
+    static func multiClient(server: SocketAddressV4, connections: Int, size: Int, count: Int, warmup: Int,
+                            pollMode: String) throws -> (RunLatency, Double)
+    {
+        let os = try makeLibOS(pollMode: pollMode)
+        var conns: [QDesc] = []
+        defer { for c in conns { try? os.close(c) } }
+        for _ in 0..<connections {
+            let qd = try os.socket(.inet, .stream)
+            conns.append(qd)
+            if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+        }
+        let msg = try os.sgaalloc(size)
+        defer { try? os.sgafree(msg) }
+        memset(msg.head!.baseAddress, 0x5a, size)
+        let total = warmup + count
+        var samples = [UInt64](repeating: 0, count: count)
+        var tokens: [QToken] = []
+        var slot: [Int] = []  // tokens[k] belongs to connection slot[k]
+        var pushing = [Bool](repeating: true, count: connections)
+        var got = [Int](repeating: 0, count: connections)
+        var start = [UInt64](repeating: 0, count: connections)
+        var started = 0, done = 0
+        var window = now(), elapsed: UInt64 = 0
+        for c in 0..<min(connections, total) {
+            start[c] = now()
+            tokens.append(try os.push(conns[c], msg))
+            slot.append(c)
+            started += 1
+        }
+        if warmup == 0 { window = now() }
+        while done < total {
+            let (k, r) = try os.waitAny(tokens, timeout: .seconds(30))
+            let c = slot[k]
+            if pushing[c] {
+                if let e = r.error { throw e }
+                pushing[c] = false
+                tokens[k] = try os.pop(conns[c])
+                continue
+            }
+            guard let sga = r.sga, sga.count > 0 else { throw r.error ?? Errno.connectionReset }
+            got[c] += sga.count
+            try os.sgafree(sga)
+            if got[c] < size {
+                tokens[k] = try os.pop(conns[c])
+                continue
+            }
+            let t = now()
+            got[c] = 0
+            if done >= warmup { samples[done - warmup] = t - start[c] }
+            done += 1
+            if done == warmup { window = t }
+            if done == total { elapsed = t - window }
+            if started < total {
+                started += 1
+                start[c] = now()
+                pushing[c] = true
+                tokens[k] = try os.push(conns[c], msg)
+            } else {
+                tokens.swapAt(k, tokens.count - 1)
+                tokens.removeLast()
+                slot.swapAt(k, slot.count - 1)
+                slot.removeLast()
+            }
+        }
+        return (RunLatency(samples), Double(count) * 1e9 / Double(max(elapsed, 1)))
+    }
+
     // MARK: - Microbenchmarks
 
     /// One thread, two UDP sockets on loopback: sgaalloc + pushTo + wait + pop + wait + sgafree. Mean ns per round.

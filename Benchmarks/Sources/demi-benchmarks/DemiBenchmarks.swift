@@ -33,6 +33,9 @@ struct DemiBenchmarks: ParsableCommand {
     var streamMessages = 50_000
     @Option(help: "Rounds per microbenchmark run (the socket round uses a fiftieth of them).")
     var microRounds = 2_000_000
+    @Option(parsing: .upToNextOption, help: "Connection counts for the many-clients TCP echo (64 B, one message in flight per connection).")
+    var clients: [Int] = [1, 4, 16]
+    @Flag(help: "Skip the many-clients echo.") var noManyClients = false
     @Flag(help: "Skip SwiftNIO.") var noNio = false
     @Flag(help: "Skip the echo round trips.") var noEcho = false
     @Flag(help: "Skip the throughput section.") var noThroughput = false
@@ -51,6 +54,7 @@ struct DemiBenchmarks: ParsableCommand {
         guard echoSizes.allSatisfy({ $0 > 1 && $0 <= 65507 }) else {
             throw ValidationError("echo sizes must be 2...65507 bytes (a 1-byte datagram stops the echo server)")
         }
+        guard clients.allSatisfy({ $0 > 0 && $0 <= 1024 }) else { throw ValidationError("--clients must be 1...1024") }
         guard streamSizes.allSatisfy({ $0 > 0 && $0 <= 1 << 24 }) else { throw ValidationError("bad --stream-sizes") }
     }
 
@@ -174,6 +178,58 @@ struct DemiBenchmarks: ParsableCommand {
                     messagesPerSecond: Spread(rs.map { 1e9 / $0.mean }),
                     p50VsC: base.isEmpty ? nil : p50.median / baseP50,
                     p99VsC: base.isEmpty ? nil : p99.median / baseP99, pairedP50VsC: paired))
+            }
+        }
+
+        // Many clients: N TCP connections, one message in flight on each, one client thread for all of them.
+        var manyClients: [Report.ManyClients] = []
+        if !noManyClients {
+            let size = 64
+            let multi: [(String, String, (Int) throws -> (RunLatency, Double))] = [
+                ("C busy-poll sockets", "c-busy", { n in
+                    var samples = [UInt64](repeating: 0, count: count)
+                    var ns: UInt64 = 0
+                    let rc = samples.withUnsafeMutableBufferPointer {
+                        demi_baseline_tcp_multi_echo(Int32(n), Int32(size), Int32(warmup), Int32(count), cpus.server,
+                                                     cpus.client, $0.baseAddress, &ns)
+                    }
+                    guard rc == 0 else { throw Errno(rawValue: rc) }
+                    return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
+                }),
+                ("catnap, busy poll mode", "catnap-busy", { n in
+                    try Catnap.multiEcho(connections: n, size: size, count: count, warmup: warmup, pollMode: "busy",
+                                         cpus: (cpus.server, cpus.client))
+                }),
+            ]
+            var got: [String: [(RunLatency, Double)]] = [:]
+            for rep in 0..<reps {
+                for n in clients {
+                    for (name, key, run) in multi {
+                        do {
+                            let r = try run(n)
+                            got["\(key)/\(n)", default: []].append(r)
+                            log("clients \(rep + 1)/\(reps) \(n) conns \(key): \(String(format: "%.0f", r.1)) msgs/s p50 \(formatNs(r.0.p50)) p99 \(formatNs(r.0.p99))")
+                        } catch {
+                            errors.append("many clients, \(n) connections, \(name): \(error)")
+                            log("clients \(n) conns \(key) failed: \(error)")
+                        }
+                    }
+                }
+            }
+            for n in clients {
+                let base = got["c-busy/\(n)"] ?? []
+                let baseRate = Spread(base.map(\.1)).median
+                let baseP50 = Spread(base.map(\.0.p50)).median
+                let baseP99 = Spread(base.map(\.0.p99)).median
+                for (name, key, _) in multi {
+                    guard let rs = got["\(key)/\(n)"], !rs.isEmpty else { continue }
+                    let rate = Spread(rs.map(\.1)), p50 = Spread(rs.map(\.0.p50)), p99 = Spread(rs.map(\.0.p99))
+                    manyClients.append(Report.ManyClients(
+                        system: name, key: key, connections: n, size: size, messagesPerSecond: rate, p50: p50,
+                        p99: p99, rateVsC: baseRate > 0 ? rate.median / baseRate : nil,
+                        p50VsC: baseP50 > 0 ? p50.median / baseP50 : nil,
+                        p99VsC: baseP99 > 0 ? p99.median / baseP99 : nil))
+                }
             }
         }
 
@@ -302,7 +358,7 @@ struct DemiBenchmarks: ParsableCommand {
                                     clientCPU: Int(cpus.client)),
             settings: Report.Settings(roundTrips: count, warmup: warmup, repetitions: reps, streamSizes: streamSizes,
                                       microRounds: microRounds),
-            echo: echo, throughput: throughput, micro: micro, derived: derived, targets: targets, errors: errors)
+            echo: echo, manyClients: manyClients, throughput: throughput, micro: micro, derived: derived, targets: targets, errors: errors)
     }
 
     /// Bytes sent by one throughput run of `size`-byte messages: `streamMessages` messages, kept within 8-256 MiB.

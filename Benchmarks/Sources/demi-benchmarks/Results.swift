@@ -38,6 +38,22 @@ struct Report: Codable {
         var pairedP50VsC: Spread?
     }
 
+    /// Many clients: `connections` TCP connections, one message in flight on each, one client thread for all.
+    struct ManyClients: Codable {
+        var system: String
+        var key: String
+        var connections: Int
+        var size: Int
+        /// Aggregate over all connections: timed round trips / time from the last untimed one to the last timed one.
+        var messagesPerSecond: Spread
+        var p50: Spread
+        var p99: Spread
+        /// Median over the C busy-poll baseline's median with the same connection count, same run.
+        var rateVsC: Double?
+        var p50VsC: Double?
+        var p99VsC: Double?
+    }
+
     struct Throughput: Codable {
         var system: String
         var key: String
@@ -70,6 +86,7 @@ struct Report: Codable {
     var machine: Machine
     var settings: Settings
     var echo: [Echo]
+    var manyClients: [ManyClients] = []
     var throughput: [Throughput]
     var micro: [Micro]
     var derived: [Micro]
@@ -91,6 +108,23 @@ extension Report {
             o += "\(formatNs(e.p50.min))–\(formatNs(e.p50.max)) | \(formatNs(e.p99.median)) | \(formatNs(e.p999.median)) | "
             o += String(format: "%.0f", e.messagesPerSecond.median)
             o += " | \(formatRatio(e.p50VsC)) | \(formatRatio(e.p99VsC)) |\n"
+        }
+        if !manyClients.isEmpty {
+            o += "\n### Many clients (TCP echo, 64 B, N connections each with one message in flight, one client thread)\n\n"
+            o += "The client thread (CPU \(machine.clientCPU)) holds all N connections; the server thread (CPU "
+            o += "\(machine.serverCPU)) serves them all at once: the C baseline spins on recv over every non-blocking "
+            o += "socket in turn, catnap waits on one pop per connection with `wait_any`. Median over "
+            o += "\(settings.repetitions) runs of \(settings.roundTrips) timed round trips in all (after \(settings.warmup) "
+            o += "untimed); msgs/s is the aggregate over the N connections; \"vs C\" divides by the C row with the same N "
+            o += "(msgs/s above 1 is faster than C; p50 and p99 below 1 are faster).\n\n"
+            o += "| connections | system | msgs/s | msgs/s range | p50 | p99 | msgs/s vs C | p50 vs C | p99 vs C |\n"
+            o += "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            for m in manyClients {
+                o += "| \(m.connections) | \(m.system) | " + String(format: "%.0f", m.messagesPerSecond.median) + " | "
+                o += String(format: "%.0f–%.0f", m.messagesPerSecond.min, m.messagesPerSecond.max)
+                o += " | \(formatNs(m.p50.median)) | \(formatNs(m.p99.median)) | \(formatRatio(m.rateVsC)) | "
+                o += "\(formatRatio(m.p50VsC)) | \(formatRatio(m.p99VsC)) |\n"
+            }
         }
         if !throughput.isEmpty {
             o += "\n### TCP throughput (one connection, one direction, by message size)\n\n"

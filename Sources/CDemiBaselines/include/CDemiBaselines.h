@@ -69,3 +69,18 @@ double demi_baseline_malloc_free(int count, int size);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Many clients: `nconn` TCP connections over 127.0.0.1 (TCP_NODELAY), each keeping one `size`-byte message in flight
+/// (closed loop). One client thread on `client_cpu` busy-polls all its non-blocking sockets with recv(MSG_DONTWAIT);
+/// one server thread on `server_cpu` accepts the `nconn` connections and busy-polls them the same way, echoing each
+/// whole message. `warmup` + `count` round trips in all (over every connection); the `count` timed ones are written to
+/// `rtt_ns` in completion order, and `*elapsed_ns` is the time from the last untimed completion to the last timed one
+/// (aggregate messages/s = count / elapsed). Returns 0 or an errno.
+int demi_baseline_tcp_multi_echo(int nconn, int size, int warmup, int count, int server_cpu, int client_cpu,
+                                 uint64_t *rtt_ns, uint64_t *elapsed_ns);
+#ifdef __cplusplus
+}
+#endif
