@@ -228,7 +228,8 @@ struct DemiBenchmarks: ParsableCommand {
                         system: name, key: key, connections: n, size: size, messagesPerSecond: rate, p50: p50,
                         p99: p99, rateVsC: baseRate > 0 ? rate.median / baseRate : nil,
                         p50VsC: baseP50 > 0 ? p50.median / baseP50 : nil,
-                        p99VsC: baseP99 > 0 ? p99.median / baseP99 : nil))
+                        p99VsC: baseP99 > 0 ? p99.median / baseP99 : nil,
+                        pairedRateVsC: base.count == rs.count ? Spread(zip(rs, base).map { $0.1 / $1.1 }) : nil))
                 }
             }
         }

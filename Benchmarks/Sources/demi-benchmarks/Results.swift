@@ -52,6 +52,8 @@ struct Report: Codable {
         var rateVsC: Double?
         var p50VsC: Double?
         var p99VsC: Double?
+        /// Over runs: this run's msgs/s divided by the same repetition's C msgs/s (paired; robust to drift).
+        var pairedRateVsC: Spread?
     }
 
     struct Throughput: Codable {
@@ -116,14 +118,16 @@ extension Report {
             o += "socket in turn, catnap waits on one pop per connection with `wait_any`. Median over "
             o += "\(settings.repetitions) runs of \(settings.roundTrips) timed round trips in all (after \(settings.warmup) "
             o += "untimed); msgs/s is the aggregate over the N connections; \"vs C\" divides by the C row with the same N "
-            o += "(msgs/s above 1 is faster than C; p50 and p99 below 1 are faster).\n\n"
-            o += "| connections | system | msgs/s | msgs/s range | p50 | p99 | msgs/s vs C | p50 vs C | p99 vs C |\n"
-            o += "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n"
+            o += "(msgs/s above 1 is faster than C; p50 and p99 below 1 are faster); \"paired\" is the median and range over "
+            o += "runs of msgs/s divided by the C msgs/s of the same repetition.\n\n"
+            o += "| connections | system | msgs/s | msgs/s range | p50 | p99 | msgs/s vs C | paired (range) | p50 vs C | p99 vs C |\n"
+            o += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             for m in manyClients {
                 o += "| \(m.connections) | \(m.system) | " + String(format: "%.0f", m.messagesPerSecond.median) + " | "
                 o += String(format: "%.0f–%.0f", m.messagesPerSecond.min, m.messagesPerSecond.max)
                 o += " | \(formatNs(m.p50.median)) | \(formatNs(m.p99.median)) | \(formatRatio(m.rateVsC)) | "
-                o += "\(formatRatio(m.p50VsC)) | \(formatRatio(m.p99VsC)) |\n"
+                o += m.pairedRateVsC.map { String(format: "%.2fx (%.2f–%.2f)", $0.median, $0.min, $0.max) } ?? "–"
+                o += " | \(formatRatio(m.p50VsC)) | \(formatRatio(m.p99VsC)) |\n"
             }
         }
         if !throughput.isEmpty {
