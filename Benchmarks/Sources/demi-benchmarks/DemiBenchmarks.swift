@@ -12,6 +12,8 @@ struct DemiBenchmarks: ParsableCommand {
             Measures, with repetitions (median, min and max over runs):
               - echo round trips over 127.0.0.1 (UDP and TCP, 64 B by default): the plain C busy-poll baseline, \
             catnap in busy, auto and epoll poll modes, and SwiftNIO (NIOPosix event loops);
+              - many clients (--clients, default 1 4 16): N TCP connections held by one client thread, 64 B, one \
+            message in flight on each; aggregate messages/s and p50/p99, catnap (busy) next to C busy-poll;
               - TCP throughput by message size (64 B to 64 KiB): C busy-poll, C blocking and catnap;
               - microbenchmarks: scheduler wake + poll, buffer allocate + free, sgaalloc + sgafree, and a single-thread \
             push + pop + wait round, each next to a C counterpart.
