@@ -153,10 +153,48 @@ public enum DPDKEnvironment {
     /// ``afPacketFrameSize``): blocks of 32 frames, `frames` frames per ring (rounded up to a multiple of 32; kernel
     /// memory: about 64 KiB × frames for each of the RX and TX rings). Open the device with
     /// ``DPDKDevice/Configuration/afPacket``, whose receive mbufs hold such a frame.
-    public static func afPacketDevargs(_ name: String, interface: String, frames: Int = 256) -> String {
+    public static func afPacketDevargs(_ name: String, interface: String, frames: Int = afPacketDefaultFrames) -> String {
         let k = afPacketFramesPerBlock
         let count = max(1, (frames + k - 1) / k) * k
         return "\(name),iface=\(interface),blocksz=\(afPacketFrameSize * k),framesz=\(afPacketFrameSize),framecnt=\(count)"
+    }
+
+    /// Ring frames of the `net_af_packet` vdevs catnip makes (``afPacketDevargs(_:interface:frames:)``), about 16 MB
+    /// of kernel memory per ring with frames that hold a whole datagram.
+    public static let afPacketDefaultFrames = 256
+
+    /// The receive ring size, in frames, of the `net_af_packet` vdevs in EAL `arguments` (the smallest if several):
+    /// each one's `framecnt`, or the driver's default (512) where it has none. Nil if there is no such vdev.
+    public static func afPacketRingFrames(_ arguments: [String]) -> Int? {
+        var specs: [Substring] = []
+        var i = 0
+        while i < arguments.count {
+            let a = arguments[i]
+            if a.hasPrefix("--vdev=") { specs.append(a.dropFirst("--vdev=".count)) }
+            else if a == "--vdev", i + 1 < arguments.count { specs.append(Substring(arguments[i + 1])); i += 1 }
+            i += 1
+        }
+        var frames: Int?
+        for spec in specs where spec.hasPrefix("net_af_packet") {
+            let count = spec.split(separator: ",").dropFirst()
+                .first { $0.hasPrefix("framecnt=") }
+                .flatMap { Int($0.dropFirst("framecnt=".count)) } ?? 512
+            frames = min(frames ?? count, count)
+        }
+        return frames
+    }
+
+    /// The largest TCP receive window worth offering through a `net_af_packet` port whose receive ring holds
+    /// `ringFrames` frames: three quarters of the ring in segments of `segmentSize` bytes (at least 16 segments).
+    ///
+    /// The kernel writes frames into the ring as fast as the peer sends them, and drops what finds the ring full.
+    /// A sender may put a whole window on the wire at once, faster than we take frames off (each is copied into an
+    /// mbuf and goes through the stack), so a window larger than the ring overflows it: with the stack's default
+    /// 1 MiB window (about 720 segments) and 256-frame rings, about 1 % of a bulk transfer's segments were lost
+    /// there, and 512 frames lost as many; 1024 frames (128 MB of kernel memory per port) or a window of 256 KiB
+    /// lost none. The rest of the ring is left for ACKs and other connections.
+    public static func afPacketReceiveWindow(ringFrames: Int, segmentSize: Int) -> Int {
+        max(16, ringFrames * 3 / 4) * max(1, segmentSize)
     }
 
     /// The valid ports, whether or not a device holds them.

@@ -78,6 +78,8 @@ extension StackLibOS where Device == DPDKDevice {
         guard let ip = c.localIPv4Address else { throw ConfigurationError.invalidValue(key: "local_ipv4_addr", value: "") }
         let pool = BufferPool()
         let device: DPDKDevice
+        // The net_af_packet receive ring's frames, if the port is such a vdev.
+        var ringFrames: Int?
         // Our net_af_packet vdevs get ring frames that hold a whole datagram (the driver has the kernel reassemble
         // IPv4 fragments for it) and the 64 KiB receive mbufs such frames need.
         if DPDKEnvironment.isInitialized {
@@ -85,6 +87,7 @@ extension StackLibOS where Device == DPDKDevice {
             device = try DPDKDevice(attaching: DPDKEnvironment.afPacketDevargs(DPDKEnvironment.uniqueDeviceName(),
                                                                                interface: name),
                                     pool: pool, configuration: .afPacket)
+            ringFrames = DPDKEnvironment.afPacketDefaultFrames
         } else {
             var args = c.ealArguments.filter { !$0.isEmpty }
             var dc = DPDKDevice.Configuration()
@@ -102,8 +105,17 @@ extension StackLibOS where Device == DPDKDevice {
                 if afPacket { dc = .afPacket }
             }
             device = try DPDKDevice(ealArguments: args, pool: pool, configuration: dc)
+            if device.driverName == "net_af_packet" { ringFrames = DPDKEnvironment.afPacketRingFrames(args) }
         }
-        return DPDKLibOS(device: device, pool: pool, configuration: c.stackConfiguration(mac: device.macAddress, ip: ip))
+        var s = c.stackConfiguration(mac: device.macAddress, ip: ip)
+        if let ringFrames {
+            // A TCP window larger than the ring lets a sender burst more segments than the ring holds, and the kernel
+            // drops what does not fit (see DPDKEnvironment.afPacketReceiveWindow).
+            let mss = s.tcp.maximumSegmentSize ?? device.capabilities.mtu - 40
+            s.tcp.receiveBufferSize = min(s.tcp.receiveBufferSize,
+                                          DPDKEnvironment.afPacketReceiveWindow(ringFrames: ringFrames, segmentSize: mss))
+        }
+        return DPDKLibOS(device: device, pool: pool, configuration: s)
     }
 }
 #endif

@@ -489,6 +489,21 @@ import TestHostFixture
         #expect(whole.contains("framesz=\(DPDKEnvironment.afPacketFrameSize)"))
     }
 
+    /// The receive ring of a `net_af_packet` vdev, from the EAL arguments (its `framecnt`, else the driver's 512), and
+    /// the TCP window catnip offers through it (three quarters of the ring in segments), so that a sender's burst of a
+    /// whole window fits the ring. Pure argument handling.
+    @Test func afPacketRingFramesBoundTheReceiveWindow() {
+        let ours = DPDKEnvironment.afPacketDevargs("net_af_packet0", interface: "veth0")
+        #expect(DPDKEnvironment.afPacketRingFrames(["--no-pci", "--vdev=" + ours]) == DPDKEnvironment.afPacketDefaultFrames)
+        #expect(DPDKEnvironment.afPacketRingFrames(["--vdev", "net_af_packet0,iface=veth0,framecnt=1024"]) == 1024)
+        #expect(DPDKEnvironment.afPacketRingFrames(["--vdev=net_af_packet0,iface=veth0,blocksz=4096,framesz=2048"]) == 512)
+        #expect(DPDKEnvironment.afPacketRingFrames(["--vdev=net_af_packet0,iface=a,framecnt=64",
+                                                    "--vdev=net_af_packet1,iface=b,framecnt=128"]) == 64)
+        #expect(DPDKEnvironment.afPacketRingFrames(["--no-pci", "--vdev=net_tap0,iface=dtap0"]) == nil)
+        #expect(DPDKEnvironment.afPacketReceiveWindow(ringFrames: 256, segmentSize: 1460) == 192 * 1460)
+        #expect(DPDKEnvironment.afPacketReceiveWindow(ringFrames: 8, segmentSize: 1460) == 16 * 1460)
+    }
+
     /// Which of the checksum offloads a port reports the device enables and offers the stack: IPv4 header and TCP, in
     /// each direction separately; never UDP (a datagram's checksum spans its fragments); none when turned off.
     @Test func checksumOffloadsDerivedFromWhatThePortReports() {
