@@ -1043,8 +1043,12 @@ public struct TCPConnection {
     /// True if reading opened the window enough to tell the peer (RFC 9293 §3.8.6.2.2: by min(buffer/2, MSS)).
     @inline(__always)
     var windowUpdateDue: Bool {
-        let opened = (receiveNext + receiveWindow) - advertisedEdge
-        return opened >= min(configuration.receiveBufferSize / 2, 2 * localMSS)
+        let window = receiveWindow
+        let opened = (receiveNext + window) - advertisedEdge
+        // Only when the peer's usable window has fallen to half of what we could offer (as Linux does): while it
+        // has more, the ACKs that data draws keep it open, and a window update per two reads would nearly double
+        // the frames a bulk receiver sends.
+        return opened >= min(configuration.receiveBufferSize / 2, 2 * localMSS) && advertisedEdge - receiveNext <= window / 2
     }
 
     /// The receive window we can offer now.
