@@ -119,16 +119,7 @@ final class LockedBox<T>: @unchecked Sendable {
 
     /// The devices of this suite and of ``CaptureTests``: catpowder on AF_PACKET always, on AF_XDP with the AFXDP
     /// trait, and catnip (DPDK's net_af_packet on the same veth0) with the DPDK trait.
-    static var devices: [Kind] {
-        var k: [Kind] = [.afPacket]
-        #if AFXDP
-        k.append(.afXDP)
-        #endif
-        #if DPDK
-        k.append(.dpdk)
-        #endif
-        return k
-    }
+    static var devices: [Kind] { RawSocketTests.devices }
 
     /// A short name for files of a device's case.
     static func tag(_ kind: Kind) -> String {
