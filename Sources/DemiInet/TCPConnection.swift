@@ -214,7 +214,7 @@ public struct TCPConnection {
         sendSYN(ack: false, now: now, sink: &sink)
         sendNext = initialSendSequence + 1
         sendMax = sendNext
-        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+        retransmitDeadline = retransmissionDeadline(now)
     }
 
     /// Passive open: `syn` arrived at a listener; answers with a SYN-ACK.
@@ -231,7 +231,7 @@ public struct TCPConnection {
         sendSYN(ack: true, now: now, sink: &sink)
         sendNext = initialSendSequence + 1
         sendMax = sendNext
-        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+        retransmitDeadline = retransmissionDeadline(now)
     }
 
     /// Queues `buffer` for sending (the connection takes over the caller's reference) and returns the total bytes
@@ -492,8 +492,7 @@ public struct TCPConnection {
         if seg.flags.contains(.ack) {
             // RTT sample from the handshake (only if the SYN was not retransmitted: Karn).
             if retransmitCount == 0 {
-                rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue)
-                minimumRTT = min(minimumRTT, max(now.rawValue &- rttStart.rawValue, 1))
+                sampleRTT(nanoseconds: now.rawValue &- rttStart.rawValue)
             } else { synTimedOut() }
             sendUnacknowledged = seg.acknowledgment
             state = .established
@@ -576,14 +575,10 @@ public struct TCPConnection {
                 if !stale {
                     timeoutTimestamp = nil
                     let ms = Int64(Int32(bitPattern: timestampNow(now) &- ts.echo))
-                    if ms >= 0 {
-                        rto.sample(nanoseconds: Int64(ms) &* 1_000_000)
-                        minimumRTT = min(minimumRTT, max(Int64(ms) &* 1_000_000, 1))
-                    }
+                    if ms >= 0 { sampleRTT(nanoseconds: ms &* 1_000_000) }
                 }
             } else if rttTiming && rttSequence < ack {
-                rto.sample(nanoseconds: now.rawValue &- rttStart.rawValue)
-                minimumRTT = min(minimumRTT, max(now.rawValue &- rttStart.rawValue, 1))
+                sampleRTT(nanoseconds: now.rawValue &- rttStart.rawValue)
                 rttTiming = false
             }
             retransmitCount = 0
@@ -617,7 +612,7 @@ public struct TCPConnection {
                                           rttNanoseconds: rto.srtt, now: now)
             }
             duplicateACKs = 0
-            retransmitDeadline = sendMax == sendUnacknowledged ? nil : now.adding(nanoseconds: rto.timeoutNanoseconds)
+            retransmitDeadline = sendMax == sendUnacknowledged ? nil : retransmissionDeadline(now)
             persistBackoff = 0
             probeOutstanding = false
             armProbe(now: now)
@@ -682,6 +677,16 @@ public struct TCPConnection {
     var retransmitEpoch = TCPSequence(0)
     /// The smallest RTT sample, in nanoseconds (for the reordering window).
     var minimumRTT = Int64.max
+
+    /// An RTT measurement: for the retransmission timeout (RFC 6298) and the reordering window.
+    mutating func sampleRTT(nanoseconds rtt: Int64) {
+        rto.sample(nanoseconds: rtt)
+        minimumRTT = min(minimumRTT, max(rtt, 1))
+    }
+
+    /// When the retransmission timer started now expires.
+    @inline(__always)
+    func retransmissionDeadline(_ now: Instant) -> Instant { now.adding(nanoseconds: rto.timeoutNanoseconds) }
     /// The reordering window in quarters of the minimum RTT: grows by one per retransmission found spurious, back
     /// to 1 after 16 recoveries without one (RFC 8985 §6.2).
     var reorderMultiplier: Int64 = 1
@@ -733,8 +738,7 @@ public struct TCPConnection {
                 probeDeadline = nil
                 return
             }
-            let at = now.adding(nanoseconds: max(2 * srtt, 2_000_000) << recoveryProbes)
-            if let r = retransmitDeadline, r <= at { probeDeadline = nil } else { probeDeadline = at }
+            armProbe(at: now.adding(nanoseconds: max(2 * srtt, 2_000_000) << recoveryProbes))
             return
         }
         guard configuration.tailLossProbes, !probeOutstanding, sendUnacknowledged < sendMax, !finSent,
@@ -744,7 +748,12 @@ public struct TCPConnection {
         }
         var pto = max(2 * srtt, 2_000_000)
         if sendMax - sendUnacknowledged <= sendMSS { pto += 200_000_000 }
-        let at = now.adding(nanoseconds: pto)
+        armProbe(at: now.adding(nanoseconds: pto))
+    }
+
+    /// A probe at `at`, unless the retransmission timer fires first.
+    @inline(__always)
+    mutating func armProbe(at: Instant) {
         if let r = retransmitDeadline, r <= at { probeDeadline = nil } else { probeDeadline = at }
     }
 
@@ -773,7 +782,7 @@ public struct TCPConnection {
             let length = min(sendMSS, sendMax - sendUnacknowledged)
             sendData(from: sendMax - length, length: length, now: now, sink: &sink, retransmission: true)
         }
-        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+        retransmitDeadline = retransmissionDeadline(now)
     }
 
     // Spurious retransmission detection (Eifel, RFC 3522) and response (RFC 4015): the TSval of the first
@@ -1091,7 +1100,7 @@ public struct TCPConnection {
             }
             sendMax = end
         }
-        if retransmitDeadline == nil { retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds) }
+        if retransmitDeadline == nil { retransmitDeadline = retransmissionDeadline(now) }
         if probeDeadline == nil && !retransmission { armProbe(now: now) }
         return length
     }
@@ -1104,7 +1113,7 @@ public struct TCPConnection {
         finSequence = seq
         if sendNext < seq + 1 { sendNext = seq + 1 }
         if sendMax < seq + 1 { sendMax = seq + 1 }
-        if retransmitDeadline == nil { retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds) }
+        if retransmitDeadline == nil { retransmitDeadline = retransmissionDeadline(now) }
     }
 
     mutating func sendACK<S: TCPSegmentSink>(now: Instant, sink: inout S) {
@@ -1388,7 +1397,7 @@ public struct TCPConnection {
             rto.backoff()
             statistics.retransmissions += 1
             sendSYN(ack: state == .synReceived, now: now, sink: &sink)
-            retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+            retransmitDeadline = retransmissionDeadline(now)
             return []
         }
         if retransmitCount > configuration.maximumRetransmissions {
@@ -1410,7 +1419,7 @@ public struct TCPConnection {
         // Go back: resend from the first unacknowledged byte as the (now one-segment) window allows.
         sendNext = sendUnacknowledged
         if finSent && sendNext == finSequence + 1 { sendNext = finSequence }
-        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
+        retransmitDeadline = retransmissionDeadline(now)
         let end = dataEnd
         if sendNext == end && finSent {
             sendFIN(at: finSequence, now: now, sink: &sink)
@@ -1420,7 +1429,6 @@ public struct TCPConnection {
                 sendData(from: sendNext, length: length, now: now, sink: &sink, retransmission: true, fin: finQueued)
             }
         }
-        retransmitDeadline = now.adding(nanoseconds: rto.timeoutNanoseconds)
         return []
     }
 }

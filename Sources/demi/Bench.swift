@@ -544,25 +544,15 @@ extension Bench {
             let push = try b.push(client, msg)
             let clientPop = try b.pop(client)
             // Server: one pass receives the segment and completes the pop.
-            var r = a.scheduler.take(serverPop)
-            while r == nil {
-                a.poll(now: t)
-                r = a.scheduler.take(serverPop)
-                if r == nil { b.poll(now: t); t = Instant.now() }
-            }
+            let r = take(serverPop, of: a, peer: b, &t)
             if let p = serverPush { try drain(net, a, p, t) }  // acknowledged by the segment just received
-            guard let got = r!.sga else { throw r!.error ?? Errno.ioError }
+            guard let got = r.sga else { throw r.error ?? Errno.ioError }
             serverPush = try a.push(server, got)
             try a.pool.freeFromApplication(got.head!)
             serverPop = try a.pop(server)
             // Client: one pass receives the echo (which acknowledges the push).
-            var e = b.scheduler.take(clientPop)
-            while e == nil {
-                b.poll(now: t)
-                e = b.scheduler.take(clientPop)
-                if e == nil { a.poll(now: t); t = Instant.now() }
-            }
-            guard let back = e!.sga, back.count == size else { throw e!.error ?? Errno.ioError }
+            let e = take(clientPop, of: b, peer: a, &t)
+            guard let back = e.sga, back.count == size else { throw e.error ?? Errno.ioError }
             try b.pool.freeFromApplication(back.head!)
             try drain(net, b, push, t)
             t = Instant.now()
@@ -570,6 +560,20 @@ extension Bench {
         }
         let cpu = Double(threadCPUNanoseconds() - cpu0)
         return (LatencySummary(samples), cpu / Double(4 * inetCount))
+    }
+
+    /// Takes `qt` of `os`: polls `os` (whose pass completes it once the frame is in), then `peer`, reading the clock
+    /// only when neither pass did.
+    @inline(__always)
+    func take(_ qt: QToken, of os: StackLibOS<InMemoryLink.Endpoint>, peer: StackLibOS<InMemoryLink.Endpoint>,
+              _ t: inout Instant) -> QResult {
+        while true {
+            if let r = os.scheduler.take(qt) { return r }
+            os.poll(now: t)
+            if let r = os.scheduler.take(qt) { return r }
+            peer.poll(now: t)
+            t = Instant.now()
+        }
     }
 
     /// Takes `qt` of `os`, polling both stacks until it completes.
@@ -603,23 +607,13 @@ extension Bench {
             let start = t
             try drain(net, b, try b.pushTo(client, msg, to: to), t)
             let clientPop = try b.pop(client)
-            var r = a.scheduler.take(serverPop)
-            while r == nil {
-                a.poll(now: t)
-                r = a.scheduler.take(serverPop)
-                if r == nil { b.poll(now: t); t = Instant.now() }
-            }
-            guard let got = r!.sga, let from = got.address else { throw r!.error ?? Errno.ioError }
+            let r = take(serverPop, of: a, peer: b, &t)
+            guard let got = r.sga, let from = got.address else { throw r.error ?? Errno.ioError }
             try drain(net, a, try a.pushTo(server, got, to: from), t)
             try a.pool.freeFromApplication(got.head!)
             serverPop = try a.pop(server)
-            var e = b.scheduler.take(clientPop)
-            while e == nil {
-                b.poll(now: t)
-                e = b.scheduler.take(clientPop)
-                if e == nil { a.poll(now: t); t = Instant.now() }
-            }
-            guard let back = e!.sga, back.count == size else { throw e!.error ?? Errno.ioError }
+            let e = take(clientPop, of: b, peer: a, &t)
+            guard let back = e.sga, back.count == size else { throw e.error ?? Errno.ioError }
             try b.pool.freeFromApplication(back.head!)
             t = Instant.now()
             if i >= warmup { samples[i - warmup] = UInt64(t.rawValue - start.rawValue) }
