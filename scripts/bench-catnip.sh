@@ -2,7 +2,8 @@
 # catnip (our stack on DPDK's net_af_packet) against catpowder (our stack on AF_PACKET), the Linux kernel, and a bare
 # DPDK frame ping-pong with no stack, all on the same veth link. Writes docs/benchmarks/catnip.md.
 #
-#   sudo scripts/bench-catnip.sh       (REPS=5 COUNT=20000 GOODPUT_BYTES=134217728 GOODPUT_REPS=3 by default)
+#   sudo scripts/bench-catnip.sh       (REPS=5 COUNT=20000 GOODPUT_BYTES=134217728 GOODPUT_REPS=3 GOODPUT_CHUNK=32768
+#                                       by default)
 #   SCRATCH=DIR       build in DIR (swift build --scratch-path; default .build)
 #   HUGE=0            DPDK on ordinary pages (--no-huge); default: reserve 2 MiB hugepages and mount hugetlbfs for
 #                     the run (removed at the end), falling back to --no-huge if the kernel has none to give
@@ -14,6 +15,8 @@
 #   kernel -> kernel         catnap (b, 198.18.N.2) -> catnap (a, kernel address 198.18.N.4)
 #   catpowder -> catpowder   catpowder (b, 198.18.N.3) -> catpowder (a, 198.18.N.1: an address only our stack has)
 #   catnip -> catnip         catnip (b, 198.18.N.3) -> catnip (a, 198.18.N.1)
+#   catnip, copying          the same with zero-copy transmit off on both ends (DPDK_ZERO_COPY=0: sgaalloc from the
+#                            buffer pool, every frame copied into a fresh mbuf)
 #   kernel -> catnip         catnap (b) -> catnip (a, 198.18.N.1)
 #   bare DPDK frames         demi dpdk-pingpong: net_af_packet in both, rte_eth_tx_burst/rx_burst in C, no stack;
 #                            frames as long as the echo's (UDP 64 B: 106 B; TCP 64 B with timestamps: 130 B)
@@ -29,6 +32,7 @@ count=${COUNT:-20000}
 reps=${REPS:-5}
 gbytes=${GOODPUT_BYTES:-134217728}
 greps=${GOODPUT_REPS:-3}
+gchunk=${GOODPUT_CHUNK:-32768}
 only=${ONLY:-}
 n=${SUBNET_INDEX:-150}
 [ "$(id -u)" = 0 ] || { echo "bench-catnip: needs root (network namespaces, AF_PACKET, DPDK)" >&2; exit 1; }
@@ -119,6 +123,9 @@ echo_one() {
                    cenv="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
         catnip) senv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
                 cenv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
+        catnip-copy) senv="LIBOS=catnip DPDK_ZERO_COPY=0 LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"
+                     addr=198.18.$n.1
+                     cenv="LIBOS=catnip DPDK_ZERO_COPY=0 LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
         kernel-catnip) senv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
                        cenv="LIBOS=catnap";;
         bare|device)
@@ -155,6 +162,9 @@ goodput_one() {
                    cenv="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
         catnip) senv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
                 cenv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
+        catnip-copy) senv="LIBOS=catnip DPDK_ZERO_COPY=0 LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"
+                     addr=198.18.$n.1
+                     cenv="LIBOS=catnip DPDK_ZERO_COPY=0 LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.3";;
         kernel-catnip) senv="LIBOS=catnip LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
                        cenv="LIBOS=catnap";;
         catnip-kernel) senv="LIBOS=catnap"; addr=198.18.$n.4
@@ -167,7 +177,7 @@ goodput_one() {
     sleep 1
     local cpid
     env $cenv POLL_MODE=busy timeout 300 ip netns exec "$name-b" "$demi" goodput --source "$addr:5001" \
-        --bytes "$gbytes" --cpu 0 >"$tmp/client" 2>&1 &
+        --bytes "$gbytes" --chunk "$gchunk" --cpu 0 >"$tmp/client" 2>&1 &
     cpid=$!
     pids+=("$cpid")
     wait "$cpid" || { echo "source failed ($setup): $(cat "$tmp/client") sink: $(cat "$tmp/server")" >&2; exit 1; }
@@ -181,6 +191,7 @@ goodput_one() {
 label() {
     case $1 in
         kernel) echo "kernel -> kernel";; catpowder) echo "catpowder -> catpowder";; catnip) echo "catnip -> catnip";;
+        catnip-copy) echo "catnip -> catnip, copying transmit (DPDK_ZERO_COPY=0)";;
         kernel-catnip) echo "kernel -> catnip";; catnip-kernel) echo "catnip -> kernel";;
         catnip-ring) echo "catnip -> catnip, net_af_packet rings of $ring_frames frames";;
         bare) echo "bare DPDK frames (no stack)";; device) echo "DPDKDevice frames (no stack)";;
@@ -190,7 +201,7 @@ label() {
 declare -A runs
 erows=() costrows=()
 if [ "$only" != goodput ]; then
-    esetups="kernel catpowder catnip kernel-catnip bare device"
+    esetups="kernel catpowder catnip catnip-copy kernel-catnip bare device"
     for r in $(seq "$reps"); do
         for proto in udp tcp; do
             for setup in $esetups; do
@@ -229,7 +240,7 @@ fi
 
 grows=()
 if [ "$only" != echo ]; then
-    gsetups="kernel catpowder catnip kernel-catnip catnip-kernel catnip-ring"
+    gsetups="kernel catpowder catnip catnip-copy kernel-catnip catnip-kernel catnip-ring"
     declare -A gs
     for r in $(seq "$greps"); do
         for setup in $gsetups; do
@@ -298,7 +309,8 @@ cat <<DOC
 ## Bulk TCP goodput, one way
 
 \`demi goodput --sink\` in host a (times the first byte to the last), \`demi goodput --source\` in host b (16 pushes of
-64 KiB outstanding), $((gbytes / 1048576)) MiB per run, $greps repetitions. catnip's \`net_af_packet\` rings hold 256
+$((gchunk / 1024)) KiB outstanding, from \`sgaalloc\`: on catnip an mbuf, which TCP's segments are attached to instead
+of copied, unless DPDK_ZERO_COPY=0), $((gbytes / 1048576)) MiB per run, $greps repetitions. catnip's \`net_af_packet\` rings hold 256
 frames by default, each 64 KiB (the driver has the kernel reassemble IPv4 fragments, so a frame must hold a whole
 datagram). A 1 MiB TCP window (about 720 segments) can overflow them: in catnip -> catnip runs by hand about 1.6 % of
 the data segments and of the ACKs were lost in the rings (\`tcp_retransmissions\` in \`demi goodput\`'s statistics),

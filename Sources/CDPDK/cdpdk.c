@@ -234,6 +234,82 @@ void cdpdk_mbuf_free(void *mbuf) { rte_pktmbuf_free(mbuf); }
 void cdpdk_mbuf_free_segment(void *mbuf) { rte_pktmbuf_free_seg(mbuf); }
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count) { rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, count); }
 
+void *cdpdk_mbuf_alloc_describe(void *mempool, uint16_t length, struct cdpdk_segment *out) {
+    struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
+    if (m == NULL) return NULL;
+    if (length > rte_pktmbuf_tailroom(m)) {
+        rte_pktmbuf_free(m);
+        return NULL;
+    }
+    m->data_len = length;
+    m->pkt_len = length;
+    out->buf_addr = m->buf_addr;
+    out->next = NULL;
+    out->pkt_len = length;
+    out->buf_len = m->buf_len;
+    out->data_off = m->data_off;
+    out->data_len = length;
+    out->nb_segs = 1;
+    return m;
+}
+
+const void *cdpdk_mbuf_pool(const void *mbuf) { return ((const struct rte_mbuf *)mbuf)->pool; }
+
+void *cdpdk_tx_build(void *mempool, void *indirect_pool, const struct cdpdk_tx_piece *pieces, unsigned count,
+                     uint32_t total, unsigned *attached) {
+    struct rte_mbuf *head = rte_pktmbuf_alloc(mempool);
+    if (head == NULL) return NULL;
+    struct rte_mbuf *tail = head;   // the last segment of the chain
+    int tail_direct = 1;            // the tail is a direct mbuf being filled by copies
+    unsigned segs = 1, refs = 0;
+    for (unsigned i = 0; i < count; i++) {
+        const struct cdpdk_tx_piece *p = &pieces[i];
+        uint32_t left = p->length;
+        if (left == 0) continue;
+        if (i > 0 && p->mbuf != NULL) {
+            struct rte_mbuf *mi = rte_pktmbuf_alloc(indirect_pool);
+            if (mi == NULL) goto fail;
+            struct rte_mbuf *m = p->mbuf;
+            rte_pktmbuf_attach(mi, m);
+            mi->data_off = (uint16_t)((const char *)p->data - (const char *)mi->buf_addr);
+            mi->data_len = (uint16_t)left;
+            mi->pkt_len = left;
+            tail->next = mi;
+            tail = mi;
+            tail_direct = 0;
+            segs++;
+            refs++;
+            continue;
+        }
+        const char *src = p->data;
+        while (left > 0) {
+            uint16_t room = tail_direct ? rte_pktmbuf_tailroom(tail) : 0;
+            if (room == 0) {
+                struct rte_mbuf *n = rte_pktmbuf_alloc(mempool);
+                if (n == NULL) goto fail;
+                tail->next = n;
+                tail = n;
+                tail_direct = 1;
+                segs++;
+                room = rte_pktmbuf_tailroom(n);
+            }
+            uint16_t k = left < room ? (uint16_t)left : room;
+            memcpy(rte_pktmbuf_mtod_offset(tail, char *, tail->data_len), src, k);
+            tail->data_len += k;
+            src += k;
+            left -= k;
+        }
+    }
+    head->pkt_len = total;
+    head->nb_segs = (uint16_t)segs;
+    *attached = refs;
+    return head;
+fail:
+    head->nb_segs = (uint16_t)segs;
+    rte_pktmbuf_free(head);   // frees every segment; indirect ones detach and drop their reference
+    return NULL;
+}
+
 // MARK: - Checksum offload
 
 uint64_t cdpdk_checksum_offload_bits(uint8_t checksums, int transmit) {

@@ -315,12 +315,19 @@ final class MbufLedger {
     var mempool: UnsafeMutableRawPointer?
     /// The receive mempool if it is a separate one.
     var receiveMempool: UnsafeMutableRawPointer?
+    /// The mempool of indirect mbufs (zero-copy transmit of pieces of other mbufs).
+    var indirectMempool: UnsafeMutableRawPointer?
+    /// The mempool of large mbufs for application buffers.
+    var largeMempool: UnsafeMutableRawPointer?
     var closed = false
     unowned(unsafe) let pool: BufferPool
 
-    init(mempool: UnsafeMutableRawPointer, receiveMempool: UnsafeMutableRawPointer?, pool: BufferPool) {
+    init(mempool: UnsafeMutableRawPointer, receiveMempool: UnsafeMutableRawPointer?,
+         indirectMempool: UnsafeMutableRawPointer?, largeMempool: UnsafeMutableRawPointer?, pool: BufferPool) {
         self.mempool = mempool
         self.receiveMempool = receiveMempool
+        self.indirectMempool = indirectMempool
+        self.largeMempool = largeMempool
         self.pool = pool
     }
 
@@ -332,6 +339,14 @@ final class MbufLedger {
         if let rx = receiveMempool {
             receiveMempool = nil
             cdpdk_pool_free(rx)
+        }
+        if let ind = indirectMempool {
+            indirectMempool = nil
+            cdpdk_pool_free(ind)
+        }
+        if let large = largeMempool {
+            largeMempool = nil
+            cdpdk_pool_free(large)
         }
         pool.setExternalRelease(nil, context: nil)
         Unmanaged.passUnretained(self).release()
@@ -405,8 +420,28 @@ public final class DPDKDevice: PhysicalLayer {
         /// Frames per receive call and per transmit batch at most (reported in ``capabilities``).
         public var maxBurst = 32
         public var promiscuous = false
-        /// Hand received mbufs that are sent back to the driver as they are.
+        /// Transmit without copying what already lies in mbufs of this device: a received frame sent back whole is
+        /// handed to the driver as it is, and a frame's pieces held in mbufs (buffers from
+        /// ``DPDKDevice/allocateTransmitBuffer(size:)``, i.e. `sgaalloc` on catnip, or received payload pushed back)
+        /// go as indirect mbufs attached to them, behind a small mbuf the headers are copied into. Off: every frame
+        /// is copied into one fresh mbuf, and ``DPDKDevice/allocateTransmitBuffer(size:)`` offers nothing.
         public var zeroCopyTransmit = true
+        /// Pieces shorter than this are copied even when they lie in an mbuf (attaching an indirect mbuf costs
+        /// about what copying a cache line or two does).
+        public var transmitCopyBelow = 0
+        /// Indirect mbufs for zero-copy transmit (each frame in the driver's hands holds one per attached piece).
+        public var indirectMbufCount = 4095
+        /// ``DPDKDevice/allocateTransmitBuffer(size:)`` hands out mbufs only while more than this many of the
+        /// mempool's are free (the rest stay for transmit headers and copies); nil: a quarter of ``mbufCount``.
+        public var applicationMbufReserve: Int? = nil
+        /// Mbufs of ``largeMbufDataRoom`` bytes for application buffers larger than one frame (a 64 KiB push that
+        /// TCP cuts into segments, each attached to its part), in a mempool of their own; 0: none (larger buffers
+        /// come from the buffer pool and are copied when sent). If the mempool cannot be created (no memory left)
+        /// the device opens without it.
+        public var largeMbufCount = 127
+        /// Data room of each large mbuf (at most 65535, the width of an mbuf's length fields): the largest application
+        /// buffer one holds (its window starts at the mbuf's buffer, with no headroom).
+        public var largeMbufDataRoom = 65535
         /// Use the checksum offloads the port reports (see ``DPDKDevice/usableChecksumOffloads(receive:transmit:enabled:)``).
         public var checksumOffload = true
         /// Remove the port's virtual device (`rte_eal_hotplug_remove`) on ``close()``, so its name and interface are
@@ -465,6 +500,16 @@ public final class DPDKDevice: PhysicalLayer {
     /// Copy-on-pressure threshold (see ``Configuration/receiveCopyBelow``).
     @usableFromInline let copyBelow: Int
     let ledger: MbufLedger
+    /// The mempool of indirect mbufs (zero-copy transmit of pieces).
+    @usableFromInline let indirectMempool: UnsafeMutableRawPointer?
+    /// The mempool of large mbufs for application buffers, and the largest buffer one holds.
+    @usableFromInline let largeMempool: UnsafeMutableRawPointer?
+    @usableFromInline let largeBufferLimit: Int
+    /// ``pool`` as the `owner` its headers carry.
+    @usableFromInline let poolIdentity: UnsafeMutableRawPointer
+    @usableFromInline let applicationReserve: Int
+    @usableFromInline let pieces: UnsafeMutablePointer<cdpdk_tx_piece>
+    @usableFromInline static var pieceCapacity: Int { 16 }
     @usableFromInline let burst: Int
     /// ChecksumOffload bits enabled on the port (0: none, the common case with virtual devices).
     @usableFromInline let receiveChecksums: UInt8
@@ -477,6 +522,11 @@ public final class DPDKDevice: PhysicalLayer {
     @exclusivity(unchecked) public private(set) var isOpen = true
     /// Frames sent without a copy (received mbufs handed back to the driver).
     @exclusivity(unchecked) public private(set) var zeroCopyTransmits = 0
+    /// Frames sent with at least one piece attached (indirect mbufs) instead of copied, and the pieces attached.
+    @exclusivity(unchecked) public private(set) var attachedTransmits = 0
+    @exclusivity(unchecked) public private(set) var attachedPieces = 0
+    /// Buffers handed out by ``allocateTransmitBuffer(size:)`` (mbufs of the mempool).
+    @exclusivity(unchecked) public private(set) var transmitBuffersAllocated = 0
     /// Received frames copied into pool buffers because the receive mempool ran low (copy-on-pressure).
     @exclusivity(unchecked) public private(set) var copiedReceives = 0
     /// `rte_eth_tx_burst` calls.
@@ -531,6 +581,25 @@ public final class DPDKDevice: PhysicalLayer {
             rxPool = rmp
         }
         let rxmp = rxPool ?? mp
+        var indirectPool: UnsafeMutableRawPointer?
+        if c.zeroCopyTransmit && c.indirectMbufCount > 0 {
+            let name = "demi_ind\(DPDKEnvironment.nextPoolNumber())"
+            guard let ip = cdpdk_pool_create(name, UInt32(c.indirectMbufCount), UInt32(max(0, c.mbufCacheSize)), 0,
+                                             info.socket_id)
+            else {
+                let code = cdpdk_errno()
+                cdpdk_pool_free(mp)
+                if let rmp = rxPool { cdpdk_pool_free(rmp) }
+                throw .mempoolFailed(name: name, code: code)
+            }
+            indirectPool = ip
+        }
+        var largePool: UnsafeMutableRawPointer?
+        if indirectPool != nil && c.largeMbufCount > 0 {
+            largePool = cdpdk_pool_create("demi_lg\(DPDKEnvironment.nextPoolNumber())", UInt32(c.largeMbufCount),
+                                          UInt32(max(0, c.mbufCacheSize)), UInt16(clamping: c.largeMbufDataRoom),
+                                          info.socket_id)
+        }
 
         let (rxSums, txSums) = Self.usableChecksumOffloads(receive: ChecksumOffload(rawValue: info.rx_checksums),
                                                            transmit: ChecksumOffload(rawValue: info.tx_checksums),
@@ -544,6 +613,8 @@ public final class DPDKDevice: PhysicalLayer {
             if c.removeDeviceOnClose { _ = cdpdk_vdev_remove(name) }
             cdpdk_pool_free(mp)
             if let rmp = rxPool { cdpdk_pool_free(rmp) }
+            if let ip = indirectPool { cdpdk_pool_free(ip) }
+            if let lp = largePool { cdpdk_pool_free(lp) }
             let steps = ["", "configure", "descriptors", "rxQueue", "txQueue", "promiscuous", "start"]
             throw .portSetupFailed(port: port, step: steps[Int(max(0, min(6, step)))], code: -rs)
         }
@@ -567,7 +638,14 @@ public final class DPDKDevice: PhysicalLayer {
         mempool = mp
         receiveMempool = rxmp
         copyBelow = max(0, c.receiveCopyBelow ?? rxCount / 2)
-        ledger = MbufLedger(mempool: mp, receiveMempool: rxPool, pool: pool)
+        ledger = MbufLedger(mempool: mp, receiveMempool: rxPool, indirectMempool: indirectPool, largeMempool: largePool,
+                            pool: pool)
+        indirectMempool = indirectPool
+        largeMempool = largePool
+        largeBufferLimit = largePool == nil ? 0 : min(c.largeMbufDataRoom, 65535)
+        poolIdentity = Unmanaged.passUnretained(pool).toOpaque()
+        applicationReserve = max(0, c.applicationMbufReserve ?? max(64, c.mbufCount) / 4)
+        pieces = .allocate(capacity: Self.pieceCapacity)
         rxScratch = .allocate(capacity: burst)
         pending = .allocate(capacity: burst)
         pendingLengths = .allocate(capacity: burst)
@@ -603,6 +681,7 @@ public final class DPDKDevice: PhysicalLayer {
         rxScratch.deallocate()
         pending.deallocate()
         pendingLengths.deallocate()
+        pieces.deallocate()
     }
 
     /// Sends what is queued, stops and closes the port (and removes its virtual device), and frees the mempool, at
@@ -620,11 +699,13 @@ public final class DPDKDevice: PhysicalLayer {
 
     // MARK: - Introspection
 
-    /// Mbufs of this device's mempools in use (held by us, the driver or the application), and free (the receive
-    /// mempool included if it is a separate one).
+    /// Mbufs of this device's mempools in use (held by us, the driver or the application; the receive, indirect and
+    /// large mempools included), and free (the receive mempool included if it is a separate one).
     public var mempoolInUse: Int {
         (ledger.mempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
             + (ledger.receiveMempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
+            + (ledger.indirectMempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
+            + (ledger.largeMempool.map { Int(cdpdk_pool_in_use($0)) } ?? 0)
     }
     public var mempoolAvailable: Int {
         (ledger.mempool.map { Int(cdpdk_pool_available($0)) } ?? 0)
@@ -782,6 +863,8 @@ public final class DPDKDevice: PhysicalLayer {
         if configuration.zeroCopyTransmit, let own = takeOwnMbuf(frame) {
             m = own
             zeroCopyTransmits += 1
+        } else if frame.header.pointee.next != nil, indirectMempool != nil, let built = attachPieces(frame, length) {
+            m = built
         } else {
             var data: UnsafeMutableRawPointer?
             guard let fresh = cdpdk_mbuf_alloc(mempool, UInt16(length), &data), var at = data else {
@@ -825,6 +908,72 @@ public final class DPDKDevice: PhysicalLayer {
         frame.release()
         ledger.outstanding -= 1
         return m
+    }
+
+    /// A frame of several pieces as an mbuf chain in which every piece that lies in an mbuf of this device is
+    /// attached (an indirect mbuf referencing it) rather than copied; the first piece (the headers) and the others are
+    /// copied. Releases the frame and returns the chain, or returns nil (the frame untouched) if no piece can be
+    /// attached, the frame has too many pieces, or a mempool ran dry.
+    @inline(__always)
+    func attachPieces(_ frame: DemiBuffer, _ length: Int) -> UnsafeMutableRawPointer? {
+        var n = 0
+        var any = false
+        let copyBelow = configuration.transmitCopyBelow
+        var h: UnsafeMutablePointer<BufferHeader>? = frame.header
+        while let c = h {
+            guard n < Self.pieceCapacity else { return nil }
+            let data = c.pointee.storage.unsafelyUnwrapped + Int(c.pointee.offset)
+            var mbuf: UnsafeMutableRawPointer? = nil
+            if n > 0 {
+                let root = c.pointee.kind == BufferHeader.Kind.view ? c.pointee.parent.unsafelyUnwrapped : c
+                if root.pointee.kind == BufferHeader.Kind.external, root.pointee.owner == poolIdentity,
+                   let object = root.pointee.external, Int(c.pointee.length) >= copyBelow {
+                    mbuf = object
+                    any = true
+                }
+            }
+            pieces[n] = cdpdk_tx_piece(data: UnsafeRawPointer(data), mbuf: mbuf, length: c.pointee.length)
+            n += 1
+            h = c.pointee.next
+        }
+        guard any else { return nil }
+        var attached: UInt32 = 0
+        guard let m = cdpdk_tx_build(mempool, indirectMempool, pieces, UInt32(n), UInt32(length), &attached)
+        else { return nil }
+        frame.releaseChain()
+        attachedTransmits += 1
+        attachedPieces += Int(attached)
+        return m
+    }
+
+    /// ``PhysicalLayer/allocateTransmitBuffer(size:)``: an mbuf wrapped as a buffer (window of `size` bytes at the
+    /// mbuf's headroom), which ``transmit(_:now:)`` attaches instead of copying: from the mempool for up to one
+    /// frame while more than ``Configuration/applicationMbufReserve`` of its mbufs are free, else from the large
+    /// mempool (``Configuration/largeMbufCount``). Nil if zero-copy transmit is off or no mbuf fits or is free.
+    public func allocateTransmitBuffer(size: Int) -> DemiBuffer? {
+        guard isOpen, indirectMempool != nil, size > 0 else { return nil }
+        let from: UnsafeMutableRawPointer
+        // A large buffer's window starts at the mbuf's buffer: no headroom needed, the headers go in front of it
+        // in a mbuf of their own.
+        let large = size > maxTransmitFrame
+        if !large {
+            guard Int(cdpdk_pool_available(mempool)) > applicationReserve else { return nil }
+            from = mempool
+        } else {
+            guard size <= largeBufferLimit, let lp = largeMempool else { return nil }
+            from = lp
+        }
+        var seg = cdpdk_segment()
+        guard let m = cdpdk_mbuf_alloc_describe(from, large ? 0 : UInt16(size), &seg) else { return nil }
+        guard let b = pool.wrapExternal(storage: seg.buf_addr.unsafelyUnwrapped, capacity: Int(seg.buf_len),
+                                        offset: large ? 0 : Int(seg.data_off), length: size, object: m)
+        else {
+            cdpdk_mbuf_free(m)
+            return nil
+        }
+        ledger.outstanding += 1
+        transmitBuffersAllocated += 1
+        return b
     }
 
     /// ``PhysicalLayer/flush(now:)``: one `rte_eth_tx_burst` for the frames queued in this pass.

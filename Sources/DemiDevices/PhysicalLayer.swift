@@ -64,10 +64,15 @@ public protocol PhysicalLayer: AnyObject {
     /// Hands frames accepted by `transmit` to the wire, for devices that batch (one kick per poll pass instead of
     /// one per frame). The stack calls it once at the end of each pass. Devices that send at once need nothing.
     func flush(now: Instant)
+
+    /// A buffer of `size` bytes in device memory, for the application to fill and push (`sgaalloc`), that the device
+    /// transmits without a copy; nil (the default) if the device has none to offer, and the libOS uses its pool.
+    func allocateTransmitBuffer(size: Int) -> DemiBuffer?
 }
 
 extension PhysicalLayer {
     @inlinable public func flush(now: Instant) {}
+    @inlinable public func allocateTransmitBuffer(size: Int) -> DemiBuffer? { nil }
 }
 
 extension PhysicalLayer {

@@ -523,6 +523,12 @@ public final class StackLibOS<Device: PhysicalLayer>: StackTransmitter, NetworkL
 
     // MARK: - Transmit path
 
+    /// A buffer for the application to fill and push (`sgaalloc`): device memory the device sends without a copy
+    /// where it offers some (``PhysicalLayer/allocateTransmitBuffer(size:)``, a DPDK mbuf), else one from the pool.
+    public func allocateBuffer(size: Int) -> DemiBuffer? {
+        device.allocateTransmitBuffer(size: size) ?? pool.allocate(size: size)
+    }
+
     static var headerRoom: Int { 14 + 4 + 60 + 60 }
 
     override func sendTCP(_ h: TCPHeader, payload: DemiBuffer?, endpoints: TCPEndpoints, now: Instant) {

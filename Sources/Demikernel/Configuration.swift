@@ -18,6 +18,7 @@ import Yams
 ///   linux_interface_name: veth0
 /// dpdk:
 ///   eal_init: ["", "--no-huge", "--no-pci"]
+///   zero_copy: true       # ours: sgaalloc from mbufs, payload in mbufs sent without a copy
 /// tcp_socket_options:
 ///   keepalive: { enabled: false, time_millis: 0, interval: 0 }
 ///   linger: { enabled: false, time_seconds: 0 }
@@ -40,6 +41,9 @@ public struct Configuration: Sendable {
     /// The raw-socket libOS's device (`raw_socket.device` / `RAW_SOCKET_DEVICE`): `af_packet` (default) or `af_xdp`.
     public var rawSocketDevice: RawSocketDevice = .afPacket
     public var ealArguments: [String] = []
+    /// catnip's zero-copy transmit (`dpdk.zero_copy` / `DPDK_ZERO_COPY`): `sgaalloc` hands out mbufs and payload
+    /// that lies in mbufs goes to the driver attached, not copied.
+    public var dpdkZeroCopy = true
     public var keepAlive = false
     public var linger: Int? = nil
     public var noDelay = true
@@ -89,8 +93,9 @@ public struct Configuration: Sendable {
             if let v = r["xdp_interface_index"] { try set("xdp_interface_index", v) }
             if let v = r["device"] { try set("raw_socket_device", v) }
         }
-        if let d = top["dpdk"] as? [String: Any], let e = d["eal_init"] as? [Any] {
-            ealArguments = e.map { "\($0)" }
+        if let d = top["dpdk"] as? [String: Any] {
+            if let e = d["eal_init"] as? [Any] { ealArguments = e.map { "\($0)" } }
+            if let v = d["zero_copy"] { try set("dpdk_zero_copy", v) }
         }
         if let t = top["tcp_socket_options"] as? [String: Any] {
             if let k = t["keepalive"] as? [String: Any], let v = k["enabled"] { try set("keepalive", v) }
@@ -129,7 +134,7 @@ public struct Configuration: Sendable {
     public static let environmentKeys = [
         "local_ipv4_addr", "local_link_addr", "linger", "nodelay", "keepalive", "arp_cache_ttl", "arp_request_timeout",
         "arp_request_retries", "linux_interface_name", "xdp_interface_index", "raw_socket_device", "mtu", "mss", "poll_mode",
-        "tcp_pop_size", "ring_size", "max_message_size",
+        "tcp_pop_size", "ring_size", "max_message_size", "dpdk_zero_copy",
     ]
 
     public mutating func apply(environment env: [String: String]) throws(ConfigurationError) {
@@ -177,6 +182,7 @@ public struct Configuration: Sendable {
             }
             rawSocketDevice = d
         case "keepalive": keepAlive = try bool()
+        case "dpdk_zero_copy": dpdkZeroCopy = try bool()
         case "nodelay": noDelay = try bool()
         case "linger":
             let s = try int()

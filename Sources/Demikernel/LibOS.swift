@@ -283,7 +283,11 @@ public final class LibOS {
         #if DPDK
         case .dpdk:
             let r = dpdk.unsafelyUnwrapped.takeUnretainedValue()
-            return Self.stackStatistics(r.device.statistics, r.totals, r.pool)
+            let d = r.device
+            return Self.stackStatistics(d.statistics, r.totals, r.pool) + [
+                ("dpdk_zero_copy_frames", d.zeroCopyTransmits), ("dpdk_attached_frames", d.attachedTransmits),
+                ("dpdk_attached_pieces", d.attachedPieces), ("dpdk_mbuf_buffers", d.transmitBuffersAllocated),
+                ("dpdk_copied_receives", d.copiedReceives)]
         #endif
         }
     }
@@ -629,7 +633,18 @@ public final class LibOS {
     @inlinable
     public func sgaalloc(_ size: Int) throws(Errno) -> ScatterGatherArray {
         guard size > 0 else { throw .invalidArgument }
-        guard let b = try withPool({ p throws(Errno) in p.allocate(size: size) }) else { throw .noMemory }
+        let buffer: DemiBuffer?
+#if DPDK
+        // catnip: device memory (an mbuf) where it fits, so a push reaches the driver without a copy.
+        if backend == .dpdk {
+            buffer = try onDPDK { r throws(Errno) in r.allocateBuffer(size: size) }
+        } else {
+            buffer = try withPool { p throws(Errno) in p.allocate(size: size) }
+        }
+#else
+        buffer = try withPool { p throws(Errno) in p.allocate(size: size) }
+#endif
+        guard let b = buffer else { throw .noMemory }
         b.header.pointee.flags |= BufferHeader.Flags.appOwned
         return ScatterGatherArray(head: b)
     }

@@ -84,9 +84,11 @@ extension StackLibOS where Device == DPDKDevice {
         // IPv4 fragments for it) and the 64 KiB receive mbufs such frames need.
         if DPDKEnvironment.isInitialized {
             guard let name = c.interfaceName else { throw DPDKError.ealAlreadyInitialized(arguments: DPDKEnvironment.arguments ?? []) }
+            var dc = DPDKDevice.Configuration.afPacket
+            dc.zeroCopyTransmit = c.dpdkZeroCopy
             device = try DPDKDevice(attaching: DPDKEnvironment.afPacketDevargs(DPDKEnvironment.uniqueDeviceName(),
                                                                                interface: name),
-                                    pool: pool, configuration: .afPacket)
+                                    pool: pool, configuration: dc)
             ringFrames = DPDKEnvironment.afPacketDefaultFrames
         } else {
             var args = c.ealArguments.filter { !$0.isEmpty }
@@ -104,6 +106,7 @@ extension StackLibOS where Device == DPDKDevice {
                 args = rewritten
                 if afPacket { dc = .afPacket }
             }
+            dc.zeroCopyTransmit = c.dpdkZeroCopy
             device = try DPDKDevice(ealArguments: args, pool: pool, configuration: dc)
             if device.driverName == "net_af_packet" { ringFrames = DPDKEnvironment.afPacketRingFrames(args) }
         }

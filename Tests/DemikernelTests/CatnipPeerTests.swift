@@ -122,6 +122,9 @@ enum CatnipTestSupport {
             hosts.destroy()
         }
 
+        /// One counter of `os`'s statistics (0 if absent).
+        func counter(_ os: LibOS, _ key: String) -> Int { os.statistics.first { $0.0 == key }?.1 ?? 0 }
+
         var statistics: String {
             func s(_ os: LibOS?) -> String {
                 (os?.statistics ?? []).filter { $0.1 > 0 }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
@@ -173,6 +176,13 @@ enum CatnipTestSupport {
             _ = try p.wait(clientOS, push)
             #expect(got == msg, "echo of \(size) bytes")
         }
+        // Zero-copy transmit on catnip (a): as the client, its sgaalloc'd buffers are mbufs and its pushes attach
+        // them; as the server, the echoed payload lies in received mbufs and is attached too.
+        let catnip = p.a!
+        if server == .b {
+            #expect(p.counter(catnip, "dpdk_mbuf_buffers") >= 4, "sgaalloc on catnip hands out mbufs; \(p.statistics)")
+        }
+        #expect(p.counter(catnip, "dpdk_attached_pieces") > 0, "payload sent without a copy; \(p.statistics)")
 
         // Bulk: 8 MB through the echo, eight 64 KiB pushes in flight, SHA-256 of both streams.
         let total = 8 << 20

@@ -62,6 +62,16 @@ import Testing
         #expect(c.kernelSocketOptions.pollMode == .busy && c.kernelSocketOptions.linger == 3)
     }
 
+    @Test func catnipZeroCopyKey() throws {
+        var c = Configuration()
+        #expect(c.dpdkZeroCopy)
+        try c.apply(yaml: "dpdk:\n  eal_init: [\"\", \"--no-huge\"]\n  zero_copy: false\n")
+        #expect(!c.dpdkZeroCopy && c.ealArguments == ["", "--no-huge"])
+        try c.apply(environment: ["DPDK_ZERO_COPY": "on"])
+        #expect(c.dpdkZeroCopy)
+        #expect(throws: ConfigurationError.self) { try c.apply(environment: ["DPDK_ZERO_COPY": "maybe"]) }
+    }
+
     @Test func environmentOverridesTheFile() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("demi-config-\(getpid()).yaml").path
         try "inetstack_config:\n  mtu: 1400\ndemikernel:\n  local_ipv4_addr: 198.18.0.5\n"

@@ -123,6 +123,28 @@ void cdpdk_mbuf_free(void *mbuf);
 void cdpdk_mbuf_free_segment(void *mbuf);
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count);
 
+/// rte_pktmbuf_alloc with a data window of `length` bytes at the default headroom; the mbuf's buffer, its length and
+/// the window's offset are stored in *out (its `next` is NULL). NULL if the pool is empty or `length` does not fit.
+void *cdpdk_mbuf_alloc_describe(void *mempool, uint16_t length, struct cdpdk_segment *out);
+
+/// One piece of a frame to transmit: `length` bytes at `data`. `mbuf`, if not NULL, is the mbuf whose buffer holds
+/// them: the piece is then sent without a copy, through an indirect mbuf attached to it.
+struct cdpdk_tx_piece {
+    const void *data;
+    void *mbuf;
+    uint32_t length;
+};
+/// Builds a frame of `count` pieces (`total` bytes) for rte_eth_tx_burst. The first piece (the headers) and every
+/// piece without an mbuf are copied, in order, into direct mbufs from `mempool` (a new one when the current one is
+/// full); a piece with an mbuf becomes an indirect mbuf from `indirect_pool` attached to it (rte_pktmbuf_attach takes
+/// a reference on the mbuf, so its bytes stay until the driver frees the frame), its window set to the piece. Returns
+/// the head mbuf (pkt_len and nb_segs set) and the number of attached pieces in *attached, or NULL (everything
+/// allocated freed again) if a pool ran dry.
+void *cdpdk_tx_build(void *mempool, void *indirect_pool, const struct cdpdk_tx_piece *pieces, unsigned count,
+                     uint32_t total, unsigned *attached);
+/// The mempool an mbuf belongs to.
+const void *cdpdk_mbuf_pool(const void *mbuf);
+
 // MARK: - Checksum offload
 
 /// RTE_ETH_{RX,TX}_OFFLOAD_{IPV4,UDP,TCP}_CKSUM bits for DemiDevices.ChecksumOffload bits (1 IPv4, 2 UDP, 4 TCP).
