@@ -99,7 +99,8 @@ let package = Package(
         .executableTarget(
             name: "demi",
             dependencies: [
-                "Demikernel", "CDemiLinux", "CDemiBaselines", "SharedMemoryPattern", "DemiDPDK",
+                "Demikernel", "CDemiLinux", "CDemiBaselines", "SharedMemoryPattern", "DemiDPDK", "DemiDevices",
+                "DemiXDP", "CDemiXDPBare",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -128,6 +129,14 @@ let package = Package(
             dependencies: ["DemiCore", "DemiBuffers", "DemiDevices", "CDemiLinux",
                            .target(name: "CDemiXDP", condition: .when(traits: ["AFXDP"]))],
             swiftSettings: swiftSettings
+        ),
+
+        /// The bare AF_XDP frame ping-pong of `demi frame-pingpong` (plain C on libxdp's rings); without the trait
+        /// its functions return -EOPNOTSUPP and libxdp is not needed.
+        .target(
+            name: "CDemiXDPBare",
+            cSettings: [.define("DEMI_AFXDP", .when(traits: ["AFXDP"]))],
+            linkerSettings: ["xdp", "bpf"].map { .linkedLibrary($0, .when(traits: ["AFXDP"])) }
         ),
 
         // MARK: - DPDK (trait DPDK; without it CDPDK and DemiDPDK compile to nothing and DPDK is not needed)

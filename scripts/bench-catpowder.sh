@@ -6,7 +6,9 @@
 #   sudo scripts/bench-catpowder.sh            (COUNT=20000 REPS=3 GOODPUT_BYTES=268435456 GOODPUT_REPS=7 by default)
 #   sudo XDP=1 scripts/bench-catpowder.sh      also catpowder on AF_XDP (builds with the AFXDP trait; needs libxdp-dev)
 #   SCRATCH=DIR                                build in DIR (swift build --scratch-path; default .build)
-#   ONLY=echo|goodput                          run one part (the document then has only that table)
+#   ONLY=echo|goodput                          run one part (the document then has only its tables): ONLY=echo
+#                                              (echo rows, frame ping-pong rows and the stack's cost) takes a few
+#                                              minutes, the goodput rounds longer
 #
 # Test hosts (scripts/testhosts.sh): host a has the echo server, host b the client, joined by a veth pair in
 # 198.18.N.0/24 with no default route. Three setups on the same link:
@@ -14,6 +16,11 @@
 #   kernel -> ours     catnap ping (b) -> catpowder echo (a, 198.18.N.1: an address only our stack has)
 #   ours -> ours       catpowder ping (b, 198.18.N.3) -> catpowder echo (a, 198.18.N.1)
 # Server pinned to CPU 1, client to CPU 0. All busy-poll (catnap poll_mode busy).
+#
+# No-stack baselines (64 B rows): `demi frame-pingpong` bounces raw Ethernet frames of the echo's frame length between
+# the same hosts, bare (plain C on the AF_PACKET rings, and with XDP=1 on AF_XDP rings) and through catpowder's device
+# layer (PacketSocketDevice, XDPSocketDevice). "The stack's own cost" is catpowder -> catpowder p50 minus the bare
+# p50 of the same repetition (median over repetitions), and that divided by 4 per I/O.
 #
 # Goodput: a sink in host a (`demi goodput --sink`: accepts one connection, pops until GOODPUT_BYTES arrived, times
 # the first byte to the last) and a source in host b (`demi goodput --source`: 16 pushes of 64 KiB outstanding), on
@@ -80,39 +87,104 @@ ours_client="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$
 setups="kernel kernel-ours ours"
 [ "${XDP:-0}" = 1 ] && setups="$setups kernel-xdp xdp"
 
-rows=()
+# frames DEVICE LAYER SIZE -> "p50_ns p99_ns nan": `demi frame-pingpong` (no stack) reflecting in host a, pinging from b
+frames() {
+    local dev=$1 layer=$2 size=$3 out
+    ip netns exec "$name-a" "$demi" frame-pingpong --role reflect --device "$dev" --layer "$layer" --iface veth0 \
+        --count 100000000 --idle 60 --cpu 1 >"$tmp/reflector" 2>&1 &
+    server=$!
+    sleep 0.5
+    out=$(ip netns exec "$name-b" "$demi" frame-pingpong --role ping --device "$dev" --layer "$layer" --iface veth0 \
+        --peer-mac "$peer_mac" --size "$size" --count "$count" --cpu 0 2>&1) \
+        || { echo "frame-pingpong failed: $out $(cat "$tmp/reflector")" >&2; kill "$server"; exit 1; }
+    kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true
+    server=""
+    python3 - "$out" <<'PY'
+import re, sys
+t = sys.argv[1]
+def ns(v, u): return float(v) * {'ns': 1, 'µs': 1e3, 'ms': 1e6, 's': 1e9}[u]
+p50 = re.search(r'p50 ([\d.]+) (ns|µs|ms|s)', t); p99 = re.search(r'p99 ([\d.]+) (ns|µs|ms|s)', t)
+print(ns(*p50.groups()), ns(*p99.groups()), 'nan')
+PY
+}
+peer_mac=$(ip netns exec "$name-a" cat /sys/class/net/veth0/address)
+
+label() {
+    case $1 in
+        kernel) echo "kernel -> kernel";; kernel-ours) echo "kernel -> catpowder";;
+        ours) echo "catpowder -> catpowder";; kernel-xdp) echo "kernel -> catpowder (AF_XDP)";;
+        xdp) echo "catpowder (AF_XDP) -> catpowder (AF_XDP)";;
+        bare) echo "bare AF_PACKET frames (no stack)";; device) echo "PacketSocketDevice frames (no stack)";;
+        xdp-bare) echo "bare AF_XDP frames (no stack)";; xdp-device) echo "XDPSocketDevice frames (no stack)";;
+    esac
+}
+
+# Every repetition goes round the setups in turn (drift on this shared machine hits them alike); the frame ping-pong
+# rows (64 B only) bounce frames of the echo's frame length: UDP 14 + 20 + 8 + 64 = 106 B, TCP with timestamps
+# 14 + 20 + 32 + 64 = 130 B.
+rows=() costrows=()
+declare -A runs
 [ "$only" = goodput ] || for proto in tcp udp; do
     for size in 64 65536; do
         [ "$proto" = udp ] && [ "$size" = 65536 ] && continue
-        declare -A p50 p99 gb
-        for setup in $setups; do
-            case $setup in
-                kernel) s=$kernel_server; a=198.18.$n.4; c=$kernel_client;;
-                kernel-ours) s=$ours_server; a=198.18.$n.1; c=$kernel_client;;
-                ours) s=$ours_server; a=198.18.$n.1; c=$ours_client;;
-                kernel-xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c=$kernel_client;;
-                xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c="$ours_client RAW_SOCKET_DEVICE=af_xdp";;
-            esac
-            xs=() ys=() zs=()
-            for _ in $(seq "$reps"); do
-                read -r x y z < <(one "$s" "$a" "$c" "$proto" "$size")
-                xs+=("$x") ys+=("$y") zs+=("$z")
+        esetups=$setups
+        if [ "$size" = 64 ]; then
+            esetups="$esetups bare device"
+            [ "${XDP:-0}" = 1 ] && esetups="$esetups xdp-bare xdp-device"
+        fi
+        flen=106
+        [ "$proto" = tcp ] && flen=130
+        for r in $(seq "$reps"); do
+            for setup in $esetups; do
+                case $setup in
+                    kernel) s=$kernel_server; a=198.18.$n.4; c=$kernel_client;;
+                    kernel-ours) s=$ours_server; a=198.18.$n.1; c=$kernel_client;;
+                    ours) s=$ours_server; a=198.18.$n.1; c=$ours_client;;
+                    kernel-xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c=$kernel_client;;
+                    xdp) s="$ours_server RAW_SOCKET_DEVICE=af_xdp"; a=198.18.$n.1; c="$ours_client RAW_SOCKET_DEVICE=af_xdp";;
+                esac
+                case $setup in
+                    bare) read -r x y z < <(frames afpacket bare "$flen");;
+                    device) read -r x y z < <(frames afpacket device "$flen");;
+                    xdp-bare) read -r x y z < <(frames afxdp bare "$flen");;
+                    xdp-device) read -r x y z < <(frames afxdp device "$flen");;
+                    *) read -r x y z < <(one "$s" "$a" "$c" "$proto" "$size");;
+                esac
+                k=$proto.$size.$setup
+                runs[$k.p50]="${runs[$k.p50]:-} $x" runs[$k.p99]="${runs[$k.p99]:-} $y" runs[$k.gb]="${runs[$k.gb]:-} $z"
+                echo "rep $r $proto $size B $setup: p50 $x p99 $y ns, $z Gbit/s" >&2
             done
-            p50[$setup]=$(median "${xs[@]}") p99[$setup]=$(median "${ys[@]}") gb[$setup]=$(median "${zs[@]}")
         done
-        for setup in $setups; do
-            label=$(case $setup in kernel) echo "kernel -> kernel";; kernel-ours) echo "kernel -> catpowder";;
-                ours) echo "catpowder -> catpowder";; kernel-xdp) echo "kernel -> catpowder (AF_XDP)";;
-                xdp) echo "catpowder (AF_XDP) -> catpowder (AF_XDP)";; esac)
-            rows+=("$(python3 -c 'import sys
+        for setup in $esetups; do
+            k=$proto.$size.$setup b=$proto.$size.kernel
+            rows+=("$(python3 -c 'import sys, statistics as st
 p,s,l,a,b,g,ka,kb,kg=sys.argv[1:]
-a,b,g,ka,kb,kg=map(float,(a,b,g,ka,kb,kg))
+a,b,g,ka,kb,kg=(st.median([float(x) for x in v.split()]) for v in (a,b,g,ka,kb,kg))
 f=lambda x: "%.2f µs" % (x/1e3)
-print("| %s | %s | %s | %s | %s | %.2fx | %.2fx | %.3f | %.2fx |" % (p, s, l, f(a), f(b), a/ka, b/kb, g, g/kg if kg else 0))' \
-                "$proto" "$size B" "$label" "${p50[$setup]}" "${p99[$setup]}" "${gb[$setup]}" \
-                "${p50[kernel]}" "${p99[kernel]}" "${gb[kernel]}")")
+gb = "–" if g != g else "%.3f" % g
+gr = "–" if g != g else "%.2fx" % (g/kg if kg else 0)
+print("| %s | %s | %s | %s | %s | %.2fx | %.2fx | %s | %s |" % (p, s, l, f(a), f(b), a/ka, b/kb, gb, gr))' \
+                "$proto" "$size B" "$(label $setup)" "${runs[$k.p50]}" "${runs[$k.p99]}" "${runs[$k.gb]}" \
+                "${runs[$b.p50]}" "${runs[$b.p99]}" "${runs[$b.gb]}")")
         done
-        unset p50 p99 gb
+        [ "$size" = 64 ] || continue
+        # The stack's own cost: per repetition (catpowder - bare) and (device - bare), then the median.
+        for dev in afpacket afxdp; do
+            if [ $dev = afpacket ]; then ours=ours bare=bare devl=device name_=AF_PACKET; else
+                [ "${XDP:-0}" = 1 ] || continue
+                ours=xdp bare=xdp-bare devl=xdp-device name_=AF_XDP
+            fi
+            costrows+=("$(python3 -c 'import sys, statistics as st
+proto, dev, cat, bare, devl, ker = sys.argv[1:]
+cat, bare, devl, ker = ([float(x) for x in v.split()] for v in (cat, bare, devl, ker))
+d = [c - b for c, b in zip(cat, bare)]
+dd = [x - b for x, b in zip(devl, bare)]
+print("| %s | %s | %.2f µs | %.2f µs | %.2f µs | %.0f ns | %.0f ns | %.2fx | %.2fx |" % (proto, dev,
+      st.median(bare) / 1e3, st.median(cat) / 1e3, st.median(d) / 1e3, st.median(d) / 4, st.median(dd) / 4,
+      st.median(cat) / st.median(bare), st.median(ker) / st.median(bare)))' \
+                "$proto" "$name_" "${runs[$proto.64.$ours.p50]}" "${runs[$proto.64.$bare.p50]}" \
+                "${runs[$proto.64.$devl.p50]}" "${runs[$proto.64.kernel.p50]}")")
+        done
     done
 done
 
@@ -187,14 +259,36 @@ cat <<DOC
 
 ## Echo round trips
 
-$count round trips per run, median of $reps runs. "vs kernel" divides by the kernel -> kernel figure of the same row
-group (below 1 is faster for latency, above 1 is faster for throughput). Throughput is the echo's bytes per second
-in each direction (one message in flight).
+$count round trips per run (after 1,000 untimed), median of $reps runs; each run goes round every setup in turn.
+"vs kernel" divides by the kernel -> kernel figure of the same row group (below 1 is faster for latency, above 1 is
+faster for throughput). Throughput is the echo's bytes per second in each direction (one message in flight).
+
+The "no stack" rows bounce raw Ethernet frames of the 64 B echo's frame length (UDP: 106 B, TCP with timestamps:
+130 B) with \`demi frame-pingpong\` between the same two hosts, one frame in flight, the reflector swapping the MAC
+addresses. The bare rows are plain C on the socket catpowder opens (AF_PACKET: TPACKET_V2 rings with qdisc bypass,
+one \`sendto\` kick per frame; AF_XDP: libxdp's rings, generic XDP, copy mode, the reflector sending the received
+UMEM frame back), with no stack and no buffer pool; the PacketSocketDevice / XDPSocketDevice rows do the same
+through catpowder's device layer (pool buffers, the copies into and out of the rings).
 
 | proto | size | client -> server | p50 | p99 | p50 vs kernel | p99 vs kernel | Gbit/s each way | vs kernel |
 |---|---:|---|---:|---:|---:|---:|---:|---:|
 DOC
 printf '%s\n' "${rows[@]}"
+fi
+if [ ${#costrows[@]} -gt 0 ]; then
+cat <<DOC
+
+### The stack's own cost
+
+catpowder -> catpowder's 64 B echo round trip minus the bare frame round trip on the same device in the same
+repetition (median of the per-repetition differences): what our libOS adds on both ends (device layer,
+Ethernet/ARP/IP/UDP or TCP, scheduler, PDPIX push and pop). "Per I/O" divides by 4 (client push and pop, server pop
+and push). "Device layer per I/O" is (device frames - bare) / 4: the device's buffers and copies alone.
+
+| proto | device | bare p50 | catpowder p50 | catpowder - bare | stack per I/O | device layer per I/O | catpowder / bare | kernel / bare |
+|---|---|---:|---:|---:|---:|---:|---:|---:|
+DOC
+printf '%s\n' "${costrows[@]}"
 fi
 if [ ${#grows[@]} -gt 0 ]; then
 cat <<DOC

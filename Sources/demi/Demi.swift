@@ -21,7 +21,8 @@ struct Demi: ParsableCommand {
             The full harness (with SwiftNIO, throughput by size and SVG charts) is Benchmarks/ (demi-benchmarks); \
             scripts/benchmarks.sh regenerates docs/BENCHMARKS.md.
             """,
-        subcommands: [Bench.self, Echo.self, Ping.self, SharedMemoryEcho.self, Goodput.self] + optionalSubcommands,
+        subcommands: [Bench.self, Echo.self, Ping.self, SharedMemoryEcho.self, Goodput.self, FramePingPongCommand.self]
+            + optionalSubcommands,
         defaultSubcommand: Bench.self
     )
 }

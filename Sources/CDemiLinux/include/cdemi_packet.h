@@ -93,6 +93,17 @@ static inline void cdemi_tp2_set_len(uint8_t *slot, uint32_t len) {
 /// AF_PACKET sockets (no rings). Writes each round trip in nanoseconds to `rtt_ns` and returns the rounds completed.
 int cdemi_packet_pingpong(int fd_a, int fd_b, const uint8_t *frame, int len, int rounds, uint64_t *rtt_ns);
 
+/// Bare frame ping-pong on AF_PACKET (frame_pingpong.c), the baseline of `demi frame-pingpong --layer bare`: a packet
+/// socket on `ifname` with the TPACKET_V2 rings PacketSocketDevice's defaults give (qdisc bypass), driven in C with no
+/// stack and no buffer pool. Ping sends `warmup + count` frames of `length` bytes (EtherType `ethertype`, source the
+/// interface's MAC, a sequence number after the header) to `dst`, one at a time, each after the previous came back,
+/// resending after `timeout_ns` (5 tries); writes the last `count` round trips (ns) to `samples` and returns the
+/// number of resends, or -errno. Reflect sends every frame of `ethertype` back with the MAC addresses swapped until
+/// `frames` went back or none came for `idle_ns`; returns how many, or -errno.
+int64_t cdemi_bare_packet_ping(const char *ifname, const uint8_t dst[6], uint16_t ethertype, uint16_t length,
+                               uint32_t warmup, uint32_t count, uint64_t *samples, uint64_t timeout_ns);
+int64_t cdemi_bare_packet_reflect(const char *ifname, uint16_t ethertype, uint64_t frames, uint64_t idle_ns);
+
 #ifdef __cplusplus
 }
 #endif
