@@ -50,6 +50,8 @@ $bench
 
 ![TCP throughput](benchmarks/tcp-throughput.svg)
 
+![many clients](benchmarks/many-clients.svg)
+
 $harness
 DOC
 # The real-link benchmarks need root and network namespaces (scripts/bench-catpowder.sh, scripts/bench-catnip.sh write

@@ -587,3 +587,101 @@ int demi_baseline_tcp_multi_echo(int nconn, int size, int warmup, int count, int
     free(fds);
     return rc ? rc : a.error;
 }
+
+/* Many clients over UDP: one echo server socket on its own thread (busy-polling recvfrom, sending each datagram back
+   to its sender) and `nconn` connected client sockets on the calling thread, each with one datagram in flight. */
+struct multi_udp_server_args {
+    int fd, size, cpu;
+    volatile int ready, stop;
+    int error;
+};
+
+static void *multi_udp_server_main(void *p) {
+    struct multi_udp_server_args *a = p;
+    pin(a->cpu);
+    char *buf = malloc((size_t)a->size);
+    a->ready = 1;
+    while (!a->stop) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        ssize_t r = recvfrom(a->fd, buf, (size_t)a->size, MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+        if (r > 0) {
+            if (sendto(a->fd, buf, (size_t)r, 0, (struct sockaddr *)&from, fl) != r && !a->error) a->error = errno;
+        } else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            a->error = errno;
+            break;
+        }
+    }
+    free(buf);
+    return NULL;
+}
+
+int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int server_cpu, int client_cpu,
+                                 uint64_t *rtt_ns, uint64_t *elapsed_ns) {
+    if (nconn <= 0 || size <= 1 || size > 65507 || count <= 0 || warmup < 0) return EINVAL;
+    int sfd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (sfd < 0) return errno;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (bind(sfd, (struct sockaddr *)&sa, sl) || getsockname(sfd, (struct sockaddr *)&sa, &sl)) {
+        int e = errno;
+        close(sfd);
+        return e;
+    }
+    struct multi_udp_server_args a = {.fd = sfd, .size = size, .cpu = server_cpu};
+    pthread_t th;
+    if (pthread_create(&th, NULL, multi_udp_server_main, &a)) { close(sfd); return EAGAIN; }
+    while (!a.ready) sched_yield();
+    pin(client_cpu);
+    int *fds = malloc((size_t)nconn * sizeof(int));
+    uint64_t *t0 = calloc((size_t)nconn, sizeof(uint64_t));
+    char *msg = calloc(1, (size_t)size), *buf = malloc((size_t)size);
+    memset(msg, 0x5a, (size_t)size);
+    for (int i = 0; i < nconn; i++) fds[i] = -1;
+    int rc = 0, total = warmup + count, started = 0, done = 0;
+    for (int i = 0; i < nconn && rc == 0; i++) {
+        fds[i] = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        if (fds[i] < 0 || connect(fds[i], (struct sockaddr *)&sa, sizeof sa)) rc = errno;
+    }
+    uint64_t window = now_ns(), progress = window;
+    for (int i = 0; i < nconn && rc == 0 && started < total; i++, started++) {
+        t0[i] = now_ns();
+        if (send(fds[i], msg, (size_t)size, 0) != size) rc = errno ? errno : EIO;
+    }
+    if (warmup == 0) window = now_ns();
+    while (rc == 0 && done < total) {
+        for (int i = 0; i < nconn && rc == 0; i++) {
+            if (t0[i] == 0) continue; /* idle: nothing in flight */
+            ssize_t r = recv(fds[i], buf, (size_t)size, MSG_DONTWAIT);
+            if (r > 0) {
+                uint64_t t = now_ns();
+                progress = t;
+                if (done >= warmup) rtt_ns[done - warmup] = t - t0[i];
+                done++;
+                if (done == warmup) window = t;
+                if (done == total) *elapsed_ns = t - window;
+                if (started < total) {
+                    started++;
+                    t0[i] = now_ns();
+                    if (send(fds[i], msg, (size_t)size, 0) != size) rc = errno ? errno : EIO;
+                } else {
+                    t0[i] = 0;
+                }
+            } else if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                rc = errno;
+            }
+        }
+        /* A datagram lost on loopback (a full socket buffer) would stall the closed loop for good. */
+        if (rc == 0 && now_ns() - progress > 5000000000ull) rc = ETIMEDOUT;
+    }
+    a.stop = 1;
+    pthread_join(th, NULL);
+    for (int i = 0; i < nconn; i++)
+        if (fds[i] >= 0) close(fds[i]);
+    close(sfd);
+    free(buf);
+    free(msg);
+    free(t0);
+    free(fds);
+    return rc ? rc : a.error;
+}

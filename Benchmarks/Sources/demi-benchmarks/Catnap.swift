@@ -399,6 +399,89 @@ enum Catnap {
         return (RunLatency(samples), Double(count) * 1e9 / Double(max(elapsed, 1)))
     }
 
+    /// Many clients over UDP: the UDP echo server (``startServer(proto:pollMode:cpu:sink:)``: one socket, one pop
+    /// outstanding) on a pinned thread, and one client thread holding `connections` UDP sockets, each with one
+    /// `size`-byte datagram in flight (its pushTo, then its pop), `waitAny` over all of them. Results as
+    /// ``multiEcho(connections:size:count:warmup:pollMode:cpus:)``; a datagram lost on loopback fails the run (5 s).
+    static func multiEchoUDP(connections: Int, size: Int, count: Int, warmup: Int, pollMode: String,
+                             cpus: (Int32, Int32)) throws -> (RunLatency, Double)
+    {
+        let h = try startServer(proto: .udp, pollMode: pollMode, cpu: cpus.0)
+        var result: (RunLatency, Double)?
+        var failure: (any Error)?
+        do {
+            result = try multiClientUDP(server: h.address!, sockets: connections, size: size, count: count,
+                                        warmup: warmup, pollMode: pollMode)
+        } catch {
+            failure = error
+        }
+        try h.stop()
+        if let failure { throw failure }
+        return result!
+    }
+
+    static func multiClientUDP(server: SocketAddressV4, sockets: Int, size: Int, count: Int, warmup: Int,
+                               pollMode: String) throws -> (RunLatency, Double)
+    {
+        let os = try makeLibOS(pollMode: pollMode)
+        var qds: [QDesc] = []
+        defer { for q in qds { try? os.close(q) } }
+        for _ in 0..<sockets {
+            let qd = try os.socket(.inet, .datagram)
+            qds.append(qd)
+            try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+        }
+        let msg = try os.sgaalloc(size)
+        defer { try? os.sgafree(msg) }
+        memset(msg.head!.baseAddress, 0x5a, size)
+        let total = warmup + count
+        var samples = [UInt64](repeating: 0, count: count)
+        var tokens: [QToken] = []
+        var slot: [Int] = []  // tokens[k] belongs to socket slot[k]
+        var pushing = [Bool](repeating: true, count: sockets)
+        var start = [UInt64](repeating: 0, count: sockets)
+        var started = 0, done = 0
+        var window = now(), elapsed: UInt64 = 0
+        for c in 0..<min(sockets, total) {
+            start[c] = now()
+            tokens.append(try os.pushTo(qds[c], msg, to: server))
+            slot.append(c)
+            started += 1
+        }
+        if warmup == 0 { window = now() }
+        while done < total {
+            let (k, r) = try os.waitAny(tokens, timeout: .seconds(5))
+            let c = slot[k]
+            if pushing[c] {
+                if let e = r.error { throw e }
+                pushing[c] = false
+                tokens[k] = try os.pop(qds[c])
+                continue
+            }
+            guard let sga = r.sga else { throw r.error ?? Errno.ioError }
+            let n = sga.count
+            try os.sgafree(sga)
+            guard n == size else { throw Failure("catnap UDP echo: \(n) of \(size) bytes came back") }
+            let t = now()
+            if done >= warmup { samples[done - warmup] = t - start[c] }
+            done += 1
+            if done == warmup { window = t }
+            if done == total { elapsed = t - window }
+            if started < total {
+                started += 1
+                start[c] = now()
+                pushing[c] = true
+                tokens[k] = try os.pushTo(qds[c], msg, to: server)
+            } else {
+                tokens.swapAt(k, tokens.count - 1)
+                tokens.removeLast()
+                slot.swapAt(k, slot.count - 1)
+                slot.removeLast()
+            }
+        }
+        return (RunLatency(samples), Double(count) * 1e9 / Double(max(elapsed, 1)))
+    }
+
     // MARK: - Microbenchmarks
 
     /// One thread, two UDP sockets on loopback: sgaalloc + pushTo + wait + pop + wait + sgafree. Mean ns per round.

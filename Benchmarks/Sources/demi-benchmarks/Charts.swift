@@ -128,6 +128,70 @@ enum Charts {
         return s + "</svg>\n"
     }
 
+    /// Many clients: aggregate messages per second by client count, one group of bars per protocol and count (C
+    /// busy-poll and catnap side by side), with the ratio to C over each catnap bar.
+    static func manyClients(_ r: Report) -> String {
+        let rows = r.manyClients
+        let groups = rows.reduce(into: [(String, Int)]()) { acc, m in
+            if !acc.contains(where: { $0.0 == m.proto && $0.1 == m.connections }) { acc.append((m.proto, m.connections)) }
+        }
+        let systems = rows.reduce(into: [(String, String)]()) { acc, m in
+            if !acc.contains(where: { $0.1 == m.key }) { acc.append((m.system, m.key)) }
+        }
+        guard !groups.isEmpty, !systems.isEmpty else { return svgHeader(10, 10) + "</svg>\n" }
+        let width = 900.0, height = 420.0, left = 80.0, right = 20.0, top = 60.0, bottom = 90.0
+        let plotW = width - left - right, plotH = height - top - bottom
+        let maxV = (rows.map { max($0.messagesPerSecond.median, $0.messagesPerSecond.max) }.max() ?? 1) * 1.08
+        let step = niceStep(maxV / 6)
+        func yOf(_ v: Double) -> Double { top + plotH * (1 - v / maxV) }
+        var s = svgHeader(width, height)
+        s += text(width / 2, 24, "Many clients: aggregate 64 B echo messages/s, one client thread (127.0.0.1)", size: 16,
+                  anchor: "middle", weight: "bold")
+        s += text(width / 2, 42, "N TCP connections or N UDP sockets, one message in flight on each; median of \(r.settings.repetitions) runs; whisker: per-run range; label: ratio to C busy-poll",
+                  size: 11, anchor: "middle", fill: "#555")
+        var t = 0.0
+        while t <= maxV {
+            let y = yOf(t)
+            s += "<line x1=\"\(f(left))\" y1=\"\(f(y))\" x2=\"\(f(left + plotW))\" y2=\"\(f(y))\" stroke=\"#ddd\"/>\n"
+            s += text(left - 6, y + 4, String(format: "%.0fk", t / 1000), size: 11, anchor: "end")
+            t += step
+        }
+        s += text(18, top + plotH / 2, "messages/s", size: 12, anchor: "middle", rotate: true)
+        let groupW = plotW / Double(groups.count)
+        let barW = min(36, (groupW - 16) / Double(systems.count))
+        for (gi, g) in groups.enumerated() {
+            let gx = left + groupW * Double(gi) + (groupW - barW * Double(systems.count)) / 2
+            for (si, sys) in systems.enumerated() {
+                guard let m = rows.first(where: { $0.proto == g.0 && $0.connections == g.1 && $0.key == sys.1 })
+                else { continue }
+                let x = gx + barW * Double(si)
+                let y = yOf(m.messagesPerSecond.median)
+                s += "<rect x=\"\(f(x))\" y=\"\(f(y))\" width=\"\(f(barW - 2))\" height=\"\(f(top + plotH - y))\" fill=\"\(color(sys.1))\"/>\n"
+                if m.messagesPerSecond.runs.count > 1 {
+                    let cx = x + (barW - 2) / 2
+                    let y0 = yOf(m.messagesPerSecond.min), y1 = yOf(m.messagesPerSecond.max)
+                    s += "<line x1=\"\(f(cx))\" y1=\"\(f(y0))\" x2=\"\(f(cx))\" y2=\"\(f(y1))\" stroke=\"#222\" stroke-width=\"1.2\"/>\n"
+                }
+                if let ratio = m.rateVsC, !sys.1.hasPrefix("c-") {
+                    s += text(x + barW / 2, min(y, yOf(m.messagesPerSecond.max)) - 4, String(format: "%.2f", ratio),
+                              size: 10, anchor: "middle")
+                }
+            }
+            s += text(left + groupW * (Double(gi) + 0.5), top + plotH + 18, "\(g.0.uppercased()) \(g.1)", size: 12,
+                      anchor: "middle")
+        }
+        s += "<line x1=\"\(f(left))\" y1=\"\(f(top + plotH))\" x2=\"\(f(left + plotW))\" y2=\"\(f(top + plotH))\" stroke=\"#333\"/>\n"
+        s += text(left + plotW / 2, top + plotH + 36, "protocol, clients", size: 12, anchor: "middle")
+        var lx = left
+        let ly = height - 30
+        for sys in systems {
+            s += "<rect x=\"\(f(lx))\" y=\"\(f(ly - 10))\" width=\"12\" height=\"12\" fill=\"\(color(sys.1))\"/>\n"
+            s += text(lx + 16, ly, escape(sys.0), size: 12)
+            lx += 30 + Double(sys.0.count) * 6.6
+        }
+        return s + "</svg>\n"
+    }
+
     static func niceStep(_ raw: Double) -> Double {
         guard raw > 0 else { return 1 }
         let p = pow(10, floor(log10(raw)))

@@ -12,8 +12,9 @@ struct DemiBenchmarks: ParsableCommand {
             Measures, with repetitions (median, min and max over runs):
               - echo round trips over 127.0.0.1 (UDP and TCP, 64 B by default): the plain C busy-poll baseline, \
             catnap in busy, auto and epoll poll modes, and SwiftNIO (NIOPosix event loops);
-              - many clients (--clients, default 1 4 16): N TCP connections held by one client thread, 64 B, one \
-            message in flight on each; aggregate messages/s and p50/p99, catnap (busy) next to C busy-poll;
+              - many clients (--clients, default 1 4 16): N TCP connections, and N UDP sockets against one UDP echo \
+            socket, held by one client thread, 64 B, one message in flight on each; aggregate messages/s and \
+            p50/p99, catnap (busy) next to C busy-poll;
               - TCP throughput by message size (64 B to 64 KiB): C busy-poll, C blocking and catnap;
               - microbenchmarks: scheduler wake + poll, buffer allocate + free, sgaalloc + sgafree, and a single-thread \
             push + pop + wait round, each next to a C counterpart.
@@ -35,9 +36,11 @@ struct DemiBenchmarks: ParsableCommand {
     var streamMessages = 50_000
     @Option(help: "Rounds per microbenchmark run (the socket round uses a fiftieth of them).")
     var microRounds = 2_000_000
-    @Option(parsing: .upToNextOption, help: "Connection counts for the many-clients TCP echo (64 B, one message in flight per connection).")
+    @Option(parsing: .upToNextOption, help: "Client counts for the many-clients echo (64 B, one message in flight per TCP connection or UDP socket).")
     var clients: [Int] = [1, 4, 16]
     @Flag(help: "Skip the many-clients echo.") var noManyClients = false
+    @Option(parsing: .upToNextOption, help: "Protocols of the many-clients echo: tcp (N connections), udp (N sockets).")
+    var manyClientsProtocols: [Catnap.Proto] = [.tcp, .udp]
     @Flag(help: "Skip SwiftNIO.") var noNio = false
     @Flag(help: "Skip the echo round trips.") var noEcho = false
     @Flag(help: "Skip the throughput section.") var noThroughput = false
@@ -45,7 +48,7 @@ struct DemiBenchmarks: ParsableCommand {
     @Flag(help: "A short run: 5,000 round trips, 3 repetitions, fewer sizes.") var quick = false
     @Option(help: "Write the results as JSON to this file.") var json: String?
     @Option(help: "Write the Markdown tables to this file.") var markdown: String?
-    @Option(help: "Write echo-rtt.svg and tcp-throughput.svg into this directory.") var svgDir: String?
+    @Option(help: "Write echo-rtt.svg, tcp-throughput.svg and many-clients.svg into this directory.") var svgDir: String?
     @Option(help: "Give up (exit 3) after this many seconds.") var timeLimit = 900
     @Option(help: .hidden) var profileRound: Int?
 
@@ -88,6 +91,10 @@ struct DemiBenchmarks: ParsableCommand {
             if !report.throughput.isEmpty {
                 try Charts.throughput(report).write(toFile: dir + "/tcp-throughput.svg", atomically: true,
                                                     encoding: .utf8)
+            }
+            if !report.manyClients.isEmpty {
+                try Charts.manyClients(report).write(toFile: dir + "/many-clients.svg", atomically: true,
+                                                     encoding: .utf8)
             }
         }
         if !report.errors.isEmpty { throw ExitCode(1) }
@@ -183,12 +190,13 @@ struct DemiBenchmarks: ParsableCommand {
             }
         }
 
-        // Many clients: N TCP connections, one message in flight on each, one client thread for all of them.
+        // Many clients: N TCP connections (or N UDP sockets), one message in flight on each, one client thread for
+        // all of them; each protocol next to its C baseline, every repetition going round all of them.
         var manyClients: [Report.ManyClients] = []
         if !noManyClients {
             let size = 64
-            let multi: [(String, String, (Int) throws -> (RunLatency, Double))] = [
-                ("C busy-poll sockets", "c-busy", { n in
+            let multi: [(String, Catnap.Proto, String, (Int) throws -> (RunLatency, Double))] = [
+                ("C busy-poll sockets", .tcp, "c-busy", { n in
                     var samples = [UInt64](repeating: 0, count: count)
                     var ns: UInt64 = 0
                     let rc = samples.withUnsafeMutableBufferPointer {
@@ -198,40 +206,57 @@ struct DemiBenchmarks: ParsableCommand {
                     guard rc == 0 else { throw Errno(rawValue: rc) }
                     return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
                 }),
-                ("catnap, busy poll mode", "catnap-busy", { n in
+                ("catnap, busy poll mode", .tcp, "catnap-busy", { n in
                     try Catnap.multiEcho(connections: n, size: size, count: count, warmup: warmup, pollMode: "busy",
                                          cpus: (cpus.server, cpus.client))
                 }),
-            ]
+                ("C busy-poll sockets", .udp, "c-busy", { n in
+                    var samples = [UInt64](repeating: 0, count: count)
+                    var ns: UInt64 = 0
+                    let rc = samples.withUnsafeMutableBufferPointer {
+                        demi_baseline_udp_multi_echo(Int32(n), Int32(size), Int32(warmup), Int32(count), cpus.server,
+                                                     cpus.client, $0.baseAddress, &ns)
+                    }
+                    guard rc == 0 else { throw Errno(rawValue: rc) }
+                    return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
+                }),
+                ("catnap, busy poll mode", .udp, "catnap-busy", { n in
+                    try Catnap.multiEchoUDP(connections: n, size: size, count: count, warmup: warmup,
+                                            pollMode: "busy", cpus: (cpus.server, cpus.client))
+                }),
+            ].filter { manyClientsProtocols.contains($0.1) }
             var got: [String: [(RunLatency, Double)]] = [:]
             for rep in 0..<reps {
                 for n in clients {
-                    for (name, key, run) in multi {
+                    for (name, proto, key, run) in multi {
                         do {
                             let r = try run(n)
-                            got["\(key)/\(n)", default: []].append(r)
-                            log("clients \(rep + 1)/\(reps) \(n) conns \(key): \(String(format: "%.0f", r.1)) msgs/s p50 \(formatNs(r.0.p50)) p99 \(formatNs(r.0.p99))")
+                            got["\(proto)/\(key)/\(n)", default: []].append(r)
+                            log("clients \(rep + 1)/\(reps) \(proto) \(n) \(proto == .tcp ? "conns" : "sockets") \(key): \(String(format: "%.0f", r.1)) msgs/s p50 \(formatNs(r.0.p50)) p99 \(formatNs(r.0.p99))")
                         } catch {
-                            errors.append("many clients, \(n) connections, \(name): \(error)")
-                            log("clients \(n) conns \(key) failed: \(error)")
+                            errors.append("many clients, \(proto) \(n) \(proto == .tcp ? "connections" : "sockets"), \(name): \(error)")
+                            log("clients \(proto) \(n) \(key) failed: \(error)")
                         }
                     }
                 }
             }
-            for n in clients {
-                let base = got["c-busy/\(n)"] ?? []
-                let baseRate = Spread(base.map(\.1)).median
-                let baseP50 = Spread(base.map(\.0.p50)).median
-                let baseP99 = Spread(base.map(\.0.p99)).median
-                for (name, key, _) in multi {
-                    guard let rs = got["\(key)/\(n)"], !rs.isEmpty else { continue }
-                    let rate = Spread(rs.map(\.1)), p50 = Spread(rs.map(\.0.p50)), p99 = Spread(rs.map(\.0.p99))
-                    manyClients.append(Report.ManyClients(
-                        system: name, key: key, connections: n, size: size, messagesPerSecond: rate, p50: p50,
-                        p99: p99, rateVsC: baseRate > 0 ? rate.median / baseRate : nil,
-                        p50VsC: baseP50 > 0 ? p50.median / baseP50 : nil,
-                        p99VsC: baseP99 > 0 ? p99.median / baseP99 : nil,
-                        pairedRateVsC: base.count == rs.count ? Spread(zip(rs, base).map { $0.1 / $1.1 }) : nil))
+            for proto in [Catnap.Proto.tcp, .udp] {
+                for n in clients {
+                    let base = got["\(proto)/c-busy/\(n)"] ?? []
+                    let baseRate = Spread(base.map(\.1)).median
+                    let baseP50 = Spread(base.map(\.0.p50)).median
+                    let baseP99 = Spread(base.map(\.0.p99)).median
+                    for (name, p, key, _) in multi where p == proto {
+                        guard let rs = got["\(proto)/\(key)/\(n)"], !rs.isEmpty else { continue }
+                        let rate = Spread(rs.map(\.1)), p50 = Spread(rs.map(\.0.p50)), p99 = Spread(rs.map(\.0.p99))
+                        manyClients.append(Report.ManyClients(
+                            system: name, key: key, proto: proto.rawValue, connections: n, size: size,
+                            messagesPerSecond: rate, p50: p50,
+                            p99: p99, rateVsC: baseRate > 0 ? rate.median / baseRate : nil,
+                            p50VsC: baseP50 > 0 ? p50.median / baseP50 : nil,
+                            p99VsC: baseP99 > 0 ? p99.median / baseP99 : nil,
+                            pairedRateVsC: base.count == rs.count ? Spread(zip(rs, base).map { $0.1 / $1.1 }) : nil))
+                    }
                 }
             }
         }
@@ -385,3 +410,5 @@ struct DemiBenchmarks: ParsableCommand {
         return withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
     }
 }
+
+extension Catnap.Proto: ExpressibleByArgument {}

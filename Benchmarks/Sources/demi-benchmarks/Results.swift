@@ -38,10 +38,13 @@ struct Report: Codable {
         var pairedP50VsC: Spread?
     }
 
-    /// Many clients: `connections` TCP connections, one message in flight on each, one client thread for all.
+    /// Many clients: `connections` TCP connections (or, for UDP, client sockets sending to one echo socket), one
+    /// message in flight on each, one client thread for all.
     struct ManyClients: Codable {
         var system: String
         var key: String
+        /// "tcp" or "udp".
+        var proto: String
         var connections: Int
         var size: Int
         /// Aggregate over all connections: timed round trips / time from the last untimed one to the last timed one.
@@ -112,18 +115,23 @@ extension Report {
             o += " | \(formatRatio(e.p50VsC)) | \(formatRatio(e.p99VsC)) |\n"
         }
         if !manyClients.isEmpty {
-            o += "\n### Many clients (TCP echo, 64 B, N connections each with one message in flight, one client thread)\n\n"
-            o += "The client thread (CPU \(machine.clientCPU)) holds all N connections; the server thread (CPU "
-            o += "\(machine.serverCPU)) serves them all at once: the C baseline spins on recv over every non-blocking "
-            o += "socket in turn, catnap waits on one pop per connection with `wait_any`. Median over "
+            let protos = manyClients.reduce(into: [String]()) { if !$0.contains($1.proto) { $0.append($1.proto) } }
+            o += "\n### Many clients (\(protos.map { $0.uppercased() }.joined(separator: " and ")) echo, 64 B, N clients "
+            o += "each with one message in flight, one client thread)\n\n"
+            o += "The client thread (CPU \(machine.clientCPU)) holds all N clients; the server thread (CPU "
+            o += "\(machine.serverCPU)) serves them all at once. TCP: N connections; the C baseline's server spins on recv "
+            o += "over every non-blocking socket in turn, catnap's waits on one pop per connection with `wait_any`. UDP: N "
+            o += "client sockets sending to one echo server socket (the ordinary UDP echo server: C spins on recvfrom, "
+            o += "catnap keeps one pop outstanding); the clients are busy-polled in turn (C, connected sockets) or waited "
+            o += "on with `wait_any` (catnap). Median over "
             o += "\(settings.repetitions) runs of \(settings.roundTrips) timed round trips in all (after \(settings.warmup) "
-            o += "untimed); msgs/s is the aggregate over the N connections; \"vs C\" divides by the C row with the same N "
-            o += "(msgs/s above 1 is faster than C; p50 and p99 below 1 are faster); \"paired\" is the median and range over "
-            o += "runs of msgs/s divided by the C msgs/s of the same repetition.\n\n"
-            o += "| connections | system | msgs/s | msgs/s range | p50 | p99 | msgs/s vs C | paired (range) | p50 vs C | p99 vs C |\n"
-            o += "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+            o += "untimed); msgs/s is the aggregate over the N clients; \"vs C\" divides by the C row with the same protocol "
+            o += "and N (msgs/s above 1 is faster than C; p50 and p99 below 1 are faster); \"paired\" is the median and "
+            o += "range over runs of msgs/s divided by the C msgs/s of the same repetition.\n\n"
+            o += "| proto | clients | system | msgs/s | msgs/s range | p50 | p99 | msgs/s vs C | paired (range) | p50 vs C | p99 vs C |\n"
+            o += "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
             for m in manyClients {
-                o += "| \(m.connections) | \(m.system) | " + String(format: "%.0f", m.messagesPerSecond.median) + " | "
+                o += "| \(m.proto) | \(m.connections) | \(m.system) | " + String(format: "%.0f", m.messagesPerSecond.median) + " | "
                 o += String(format: "%.0f–%.0f", m.messagesPerSecond.min, m.messagesPerSecond.max)
                 o += " | \(formatNs(m.p50.median)) | \(formatNs(m.p99.median)) | \(formatRatio(m.rateVsC)) | "
                 o += m.pairedRateVsC.map { String(format: "%.2fx (%.2f–%.2f)", $0.median, $0.min, $0.max) } ?? "–"

@@ -81,6 +81,13 @@ extern "C" {
 /// (aggregate messages/s = count / elapsed). Returns 0 or an errno.
 int demi_baseline_tcp_multi_echo(int nconn, int size, int warmup, int count, int server_cpu, int client_cpu,
                                  uint64_t *rtt_ns, uint64_t *elapsed_ns);
+
+/// Many clients over UDP: `nconn` connected UDP client sockets on the calling thread (pinned to `client_cpu`), each
+/// keeping one `size`-byte datagram in flight (closed loop), busy-polled in turn with recv(MSG_DONTWAIT), against
+/// one echo server socket on a thread pinned to `server_cpu` that busy-polls recvfrom and sends each datagram back
+/// to its sender. Results as demi_baseline_tcp_multi_echo; ETIMEDOUT if no datagram came back for 5 s (a loss).
+int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int server_cpu, int client_cpu,
+                                 uint64_t *rtt_ns, uint64_t *elapsed_ns);
 #ifdef __cplusplus
 }
 #endif
