@@ -312,6 +312,8 @@ fail:
 
 // MARK: - Checksum offload
 
+uint64_t cdpdk_tx_offload_multi_segs(void) { return RTE_ETH_TX_OFFLOAD_MULTI_SEGS; }
+
 uint64_t cdpdk_checksum_offload_bits(uint8_t checksums, int transmit) {
     uint64_t b = 0;
     if (transmit) {

@@ -374,9 +374,14 @@ private func releaseWrappedMbuf(_ object: UnsafeMutableRawPointer?, _ context: U
 ///   are copied into pool buffers instead and their mbufs returned at once (copy-on-pressure, ``copiedReceives``):
 ///   a stack that holds many received frames (TCP send queues of an echo, out-of-order queues) cannot drain the
 ///   mempool, after which the driver would receive nothing and transmit copies would fail.
-/// - **Transmit** copies the frame (walking its chain) into a fresh mbuf. A frame that already *is* a mbuf of this
-///   device (one segment, no other reference, like a received frame echoed back) is handed over as it is, with its
-///   window. Frames are queued and sent with one `rte_eth_tx_burst` per ``flush(now:)`` (the stack calls it once at
+/// - **Transmit** without a copy where the bytes already lie in mbufs of this device: a frame that *is* one (one
+///   segment, no other reference, like a received frame echoed back) is handed over as it is, with its window; in a
+///   frame of several pieces (headers, then payload), each piece in an mbuf (a buffer from
+///   ``allocateTransmitBuffer(size:)``, which catnip's `sgaalloc` uses, a view of one, received payload pushed
+///   back) becomes an indirect mbuf attached to it, behind a small mbuf the headers are copied into, so TCP can send
+///   the same bytes again later (``attachedTransmits``; needs a port that sends mbuf chains,
+///   `RTE_ETH_TX_OFFLOAD_MULTI_SEGS`: `net_af_packet` and `net_tap` do, `net_af_xdp` does not). Anything else is
+///   copied (walking its chain) into a fresh mbuf. Frames are queued and sent with one `rte_eth_tx_burst` per ``flush(now:)`` (the stack calls it once at
 ///   the end of each pass), at the start of each receive, and whenever ``Configuration/maxBurst`` are waiting.
 ///   Frames the driver does not take after a few tries are freed and counted as dropped.
 /// - **Capabilities**: the MTU is the port's (`rte_eth_dev_get_mtu`), capped by what one mbuf holds. Checksum
@@ -581,8 +586,10 @@ public final class DPDKDevice: PhysicalLayer {
             rxPool = rmp
         }
         let rxmp = rxPool ?? mp
+        // Attaching needs a port that sends mbuf chains (net_af_xdp copies only a frame's first segment).
+        let chains = info.tx_offload_capa & cdpdk_tx_offload_multi_segs() != 0
         var indirectPool: UnsafeMutableRawPointer?
-        if c.zeroCopyTransmit && c.indirectMbufCount > 0 {
+        if c.zeroCopyTransmit && c.indirectMbufCount > 0 && chains {
             let name = "demi_ind\(DPDKEnvironment.nextPoolNumber())"
             guard let ip = cdpdk_pool_create(name, UInt32(c.indirectMbufCount), UInt32(max(0, c.mbufCacheSize)), 0,
                                              info.socket_id)
@@ -607,7 +614,8 @@ public final class DPDKDevice: PhysicalLayer {
         var step: Int32 = 0
         let rs = cdpdk_port_start(port, rxmp, UInt16(clamping: c.receiveDescriptors),
                                   UInt16(clamping: c.transmitDescriptors), cdpdk_checksum_offload_bits(rxSums.rawValue, 0),
-                                  cdpdk_checksum_offload_bits(txSums.rawValue, 1), c.promiscuous ? 1 : 0, &step)
+                                  cdpdk_checksum_offload_bits(txSums.rawValue, 1) | (chains ? cdpdk_tx_offload_multi_segs() : 0),
+                                  c.promiscuous ? 1 : 0, &step)
         guard rs == 0 else {
             _ = cdpdk_port_stop_close(port)
             if c.removeDeviceOnClose { _ = cdpdk_vdev_remove(name) }

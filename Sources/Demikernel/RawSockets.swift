@@ -83,13 +83,22 @@ extension StackLibOS where Device == DPDKDevice {
         // Our net_af_packet vdevs get ring frames that hold a whole datagram (the driver has the kernel reassemble
         // IPv4 fragments for it) and the 64 KiB receive mbufs such frames need.
         if DPDKEnvironment.isInitialized {
+            // A further catnip in a process whose EAL is up hot-plugs a vdev on its interface: net_af_xdp if its
+            // dpdk.eal_init names one, else net_af_packet.
             guard let name = c.interfaceName else { throw DPDKError.ealAlreadyInitialized(arguments: DPDKEnvironment.arguments ?? []) }
-            var dc = DPDKDevice.Configuration.afPacket
-            dc.zeroCopyTransmit = c.dpdkZeroCopy
-            device = try DPDKDevice(attaching: DPDKEnvironment.afPacketDevargs(DPDKEnvironment.uniqueDeviceName(),
-                                                                               interface: name),
-                                    pool: pool, configuration: dc)
-            ringFrames = DPDKEnvironment.afPacketDefaultFrames
+            if c.ealArguments.contains(where: { $0.hasPrefix("--vdev=net_af_xdp") }) {
+                var dc = DPDKDevice.Configuration()
+                dc.zeroCopyTransmit = c.dpdkZeroCopy
+                device = try DPDKDevice(attaching: "\(DPDKEnvironment.uniqueDeviceName("net_af_xdp")),iface=\(name),"
+                                            + "start_queue=0,queue_count=1", pool: pool, configuration: dc)
+            } else {
+                var dc = DPDKDevice.Configuration.afPacket
+                dc.zeroCopyTransmit = c.dpdkZeroCopy
+                device = try DPDKDevice(attaching: DPDKEnvironment.afPacketDevargs(DPDKEnvironment.uniqueDeviceName(),
+                                                                                   interface: name),
+                                        pool: pool, configuration: dc)
+                ringFrames = DPDKEnvironment.afPacketDefaultFrames
+            }
         } else {
             var args = c.ealArguments.filter { !$0.isEmpty }
             var dc = DPDKDevice.Configuration()

@@ -24,18 +24,24 @@ enum CatnipTestSupport {
     }
 
     /// The same for any interface (``BridgedHosts``' veth0 in namespace a, for the impaired-link and capture suites).
-    static func prepareEAL(_ c: inout Configuration, interface: String) {
+    /// `xdp`: DPDK's net_af_xdp instead (an AF_XDP socket in copy mode under the PMD); once the EAL is up, the
+    /// arguments only name the vdev, which the libOS then hot-plugs.
+    static func prepareEAL(_ c: inout Configuration, interface: String, xdp: Bool = false) {
         let huge = TestHugepages.reserve()
-        guard !DPDKEnvironment.isInitialized else { return }
-        c.ealArguments = DPDKEnvironment.defaultArguments(vdev: "net_af_packet0,iface=\(interface)",
-                                                          hugepages: huge != nil, hugeDirectory: huge)
+        let vdev = xdp ? "net_af_xdp0,iface=\(interface),start_queue=0,queue_count=1" : "net_af_packet0,iface=\(interface)"
+        guard !DPDKEnvironment.isInitialized else {
+            if xdp { c.ealArguments = ["--vdev=\(vdev)"] }
+            return
+        }
+        c.ealArguments = DPDKEnvironment.defaultArguments(vdev: vdev, hugepages: huge != nil, hugeDirectory: huge)
         print("catnip: rte_eal_init \(c.ealArguments.joined(separator: " "))")
     }
 }
 
 /// catnip (our stack on DPDK's `net_af_packet`) against our own stacks rather than the kernel's: catnip in namespace
 /// a of a ``TestHosts`` pair, and in namespace b either catnip again (a second DPDK port, hot-plugged in the same EAL
-/// from a thread inside namespace b) or catpowder (AF_PACKET). Both libOSes run on the test's thread, polled in turn.
+/// from a thread inside namespace b: `net_af_packet`, or `net_af_xdp` over an AF_XDP socket) or catpowder
+/// (AF_PACKET). Both libOSes run on the test's thread, polled in turn.
 ///
 /// Addresses: 198.18.N.1 (ours in a, as in the kernel suites) and 198.18.N.3 (ours in b: the kernel in b keeps
 /// 198.18.N.2, so it ignores frames for .3 and sends no resets or ARP replies for it). Every case runs with the server
@@ -44,7 +50,7 @@ enum CatnipTestSupport {
 /// Needs root and the `DPDK` trait; skips with a message otherwise (CI requires root with DEMI_REQUIRE_ALL_SUITES=1).
 @Suite(.serialized) struct CatnipPeerTests {
     enum Peer: String, CustomStringConvertible, Sendable, CaseIterable {
-        case catnip = "catnip/net_af_packet", catpowder = "catpowder/af_packet"
+        case catnip = "catnip/net_af_packet", catpowder = "catpowder/af_packet", catnipXDP = "catnip/net_af_xdp"
         var description: String { rawValue }
     }
 
@@ -75,8 +81,8 @@ enum CatnipTestSupport {
             c.localIPv4Address = ip
             c.arpRequestTimeoutSeconds = 0.2
             c.arpRequestRetries = 10
-            if kind == .catnip { CatnipTestSupport.prepareEAL(&c, hosts: hosts) }
-            return try hosts.withNamespace(host) { try LibOS(kind == .catnip ? .dpdk : .rawSockets, configuration: c) }
+            if kind != .catpowder { CatnipTestSupport.prepareEAL(&c, interface: hosts.interface, xdp: kind == .catnipXDP) }
+            return try hosts.withNamespace(host) { try LibOS(kind == .catpowder ? .rawSockets : .dpdk, configuration: c) }
         }
 
         func os(_ side: ServerSide) -> LibOS { side == .a ? a! : b! }

@@ -118,7 +118,7 @@ final class LockedBox<T>: @unchecked Sendable {
     typealias Kind = RawSocketTests.Kind
 
     /// The devices of this suite and of ``CaptureTests``: catpowder on AF_PACKET always, on AF_XDP with the AFXDP
-    /// trait, and catnip (DPDK's net_af_packet on the same veth0) with the DPDK trait.
+    /// trait, and catnip (DPDK's net_af_packet, and its net_af_xdp, on the same veth0) with the DPDK trait.
     static var devices: [Kind] { RawSocketTests.devices }
 
     /// A short name for files of a device's case.
@@ -127,6 +127,7 @@ final class LockedBox<T>: @unchecked Sendable {
         case .afPacket: "packet"
         case .afXDP: "xdp"
         case .dpdk: "dpdk"
+        case .dpdkXDP: "dpdkxdp"
         }
     }
 
@@ -139,9 +140,9 @@ final class LockedBox<T>: @unchecked Sendable {
         c.arpRequestRetries = 20
         #if DPDK
         // catnip: the first catnip of the process starts the EAL (as in RawSocketTests); later ones hot-plug a vdev.
-        if kind == .dpdk { CatnipTestSupport.prepareEAL(&c, interface: hosts.interface) }
+        if kind.isCatnip { CatnipTestSupport.prepareEAL(&c, interface: hosts.interface, xdp: kind == .dpdkXDP) }
         #endif
-        return try hosts.withNamespace(.a) { try LibOS(kind == .dpdk ? .dpdk : .rawSockets, configuration: c) }
+        return try hosts.withNamespace(.a) { try LibOS(kind.isCatnip ? .dpdk : .rawSockets, configuration: c) }
     }
 
     /// Polls `os` until the child exits (or `timeout`); returns its exit code.

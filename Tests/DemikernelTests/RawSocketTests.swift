@@ -7,11 +7,14 @@ import Testing
 /// catpowder (the user-space stack on AF_PACKET) against the Linux kernel's own stack, in two network namespaces
 /// joined by a veth pair (198.18.N.0/24, no default route). Needs root; skips otherwise (CI requires it).
 @Suite(.serialized) struct RawSocketTests {
-    /// The libOSes under test: catpowder on AF_PACKET always; catpowder on AF_XDP with the AFXDP trait; catnip (DPDK's
-    /// net_af_packet) with the DPDK trait.
+    /// The libOSes under test: catpowder on AF_PACKET always; catpowder on AF_XDP with the AFXDP trait; catnip on DPDK's
+    /// net_af_packet and on its net_af_xdp with the DPDK trait.
     enum Kind: String, CustomStringConvertible, Sendable {
         case afPacket = "catpowder/af_packet", afXDP = "catpowder/af_xdp", dpdk = "catnip/net_af_packet"
+        case dpdkXDP = "catnip/net_af_xdp"
         var description: String { rawValue }
+        /// catnip (either vdev).
+        var isCatnip: Bool { self == .dpdk || self == .dpdkXDP }
     }
 
     static var devices: [Kind] {
@@ -20,7 +23,7 @@ import Testing
         k.append(.afXDP)
         #endif
         #if DPDK
-        k.append(.dpdk)
+        k += [.dpdk, .dpdkXDP]
         #endif
         return k
     }
@@ -33,10 +36,10 @@ import Testing
         c.interfaceName = hosts.interface
         c.localIPv4Address = IPv4Address(hosts.ourIP)
         #if DPDK
-        if kind == .dpdk { CatnipTestSupport.prepareEAL(&c, hosts: hosts) }
+        if kind.isCatnip { CatnipTestSupport.prepareEAL(&c, interface: hosts.interface, xdp: kind == .dpdkXDP) }
         #endif
         tweak(&c)
-        return try hosts.withNamespace(.a) { try LibOS(kind == .dpdk ? .dpdk : .rawSockets, configuration: c) }
+        return try hosts.withNamespace(.a) { try LibOS(kind.isCatnip ? .dpdk : .rawSockets, configuration: c) }
     }
 
     /// Polls `os` until the child exits (or `timeout`); returns its exit code.

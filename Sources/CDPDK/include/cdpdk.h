@@ -147,6 +147,8 @@ const void *cdpdk_mbuf_pool(const void *mbuf);
 
 // MARK: - Checksum offload
 
+/// RTE_ETH_TX_OFFLOAD_MULTI_SEGS: the port sends mbuf chains (net_af_packet, net_tap; not net_af_xdp).
+uint64_t cdpdk_tx_offload_multi_segs(void);
 /// RTE_ETH_{RX,TX}_OFFLOAD_{IPV4,UDP,TCP}_CKSUM bits for DemiDevices.ChecksumOffload bits (1 IPv4, 2 UDP, 4 TCP).
 uint64_t cdpdk_checksum_offload_bits(uint8_t checksums, int transmit);
 /// Asks the port to fill in the checksums in `checksums` (ChecksumOffload bits) of an IPv4 frame in one segment:
