@@ -40,26 +40,30 @@ public final class SharedMemoryLibOS: PollingLibOS {
     public let options: SharedMemoryOptions
 
     static let magic: UInt64 = 0x4550_4950_494D_4544  // "DEMIPIPE"
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2  // 2: lap records (RecordHeader.lap), indices 128 bytes apart
     static let controlSize = 4096
     /// The size of a parked pop's spare buffer (the pool's smallest class).
     static let spareSize = 2048
     /// A peer watched with `kill(pid, 0)` because pidfds are not available.
     static let noPidfd: Int32 = -2
 
+    /// Where the control block's fields are. Each shared word has a 128-byte block (a pair of cache lines) to itself:
+    /// the adjacent-line prefetcher fetches lines in pairs, so a process spinning on one index (the peer's tail) next
+    /// to an index the peer writes (the peer's head) would keep taking that line, and the peer's store of its head
+    /// would then wait for it to be taken back, holding back the reply stored after it.
     enum Offset {
         static let magic = 0
         static let version = 8
         static let ringSize = 12
         static let maxMessage = 16
-        static let creatorPid = 64
-        static let openerPid = 128
-        static let creatorClosed = 192
-        static let openerClosed = 256
-        static let aTail = 320
-        static let aHead = 384
-        static let bTail = 448
-        static let bHead = 512
+        static let creatorPid = 128
+        static let openerPid = 256
+        static let creatorClosed = 384
+        static let openerClosed = 512
+        static let aTail = 640
+        static let aHead = 768
+        static let bTail = 896
+        static let bHead = 1024
     }
 
     enum Kind { case pipe, memory }
@@ -107,6 +111,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// A pop whose result `wait` returned straight from the ring; its slot is retired (completed and taken) by the
     /// next call into the libOS, after the caller's reply is on its way. Operation.none if there is none.
     @exclusivity(unchecked) var unretired: UInt32 = Operation.none
+    /// The queue of `unretired` if its pop is still the head of that queue's pops and the queue still parked (as
+    /// ``popSmall(_:_:_:)`` leaves them, to do after the caller's reply is on its way), or -1.
+    @exclusivity(unchecked) var unretiredQueue = -1
     let ringSize: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
@@ -115,6 +122,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var r = 4096
         while r < options.ringSize && r < 1 << 30 { r <<= 1 }
         ringSize = r
+        smallLimit = max(0, min(Self.smallMessage, options.maxMessageSize))
     }
 
     deinit {
@@ -334,26 +342,30 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     /// The largest message that takes the short paths (copied without a call).
     static let smallMessage = 64
+    /// The largest message of the short push path: ``smallMessage``, or less if messages are limited to less.
+    let smallLimit: Int
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         defer { retire() }  // after the bytes are in the ring
-        guard let head = sga.head, sga.isValid else { throw .invalidArgument }
-        let i = try queueIndex(qd)
-        let q = queues.pointer(i)  // the table does not grow during a push
+        guard let head = sga.head else { throw .invalidArgument }
         let h = head.header
-        if q.pointee.kind == .pipe && h.pointee.next == nil {
-            // The common case, as the C ring does it: one small segment, nothing queued ahead, the peer alive and open,
-            // room, no wrap. Copied and published in one pass (one release store of the tail); the token afterwards.
+        let k = Int(qd.rawValue) &- Int(QDesc.base)
+        if h.pointee.next == nil, head.isValid, k >= 0, k < queues.count {
+            // The common case, as the C ring does it: one small valid segment, a pipe with nothing queued ahead, the
+            // peer alive and open, room, no wrap, no rewind due. Copied and published in one pass (one release store
+            // of the tail); the token afterwards. The checks are ordered to load as little as can be before the copy.
+            let q = queues.pointer(k)  // the table does not grow during a push
             let length = Int(h.pointee.length)
-            if length > 0, length <= Self.smallMessage, length <= options.maxMessageSize, q.pointee.pushes.isEmpty,
-               !q.pointee.peerDead, canSpawn, cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0,
-               q.pointee.producer.hasRoom(RecordHeader.size + padded(length)),
-               q.pointee.producer.fitsUnwrapped(length) {
+            if UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit), q.pointee.inUse, q.pointee.kind == .pipe,
+               q.pointee.pushes.isEmpty, !q.pointee.peerDead, q.pointee.producer.canWriteSmall(length), canSpawn,
+               cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0 {
                 q.pointee.producer.writeSmall(h.pointee.storage.unsafelyUnwrapped + Int(h.pointee.offset),
                                               length: length)
                 return plainToken(.push, qd)
             }
         }
+        guard sga.isValid else { throw .invalidArgument }
+        let i = try queueIndex(qd)
         let total = sga.count
         if queues[i].kind == .pipe {
             guard total > 0 else { throw .invalidArgument }
@@ -361,10 +373,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
             // Inline: nothing queued ahead, the peer alive and open, and room for the whole message in one record. The
             // bytes go into the ring first (the caller's reference keeps them valid meanwhile), then the token is made.
             if queues[i].pushes.isEmpty, !queues[i].peerDead, total <= queues[i].producer.maxFragment, canSpawn,
-               cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0,
-               queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
-                queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
-                return plainToken(.push, qd)
+               cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0 {
+                queues[i].producer.rewindIfDue()
+                if queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
+                    queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
+                    return plainToken(.push, qd)
+                }
             }
         }
         sga.retainAll()
@@ -388,7 +402,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
             let q = queues.pointer(i)
             if !q.pointee.consumer.hasRecord(), !q.pointee.endOfFile, !q.pointee.peerDead,
-               cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0, q.pointee.spare != nil {
+               cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0,
+               q.pointee.spare != nil || refillSpare(q) {
                 // Nothing there yet (the usual case right after a push): parked at once, its record stored in place.
                 let qt = try scheduler.spawnWaiting(.pop, qd: qd)
                 q.pointee.pops.append(UInt32(truncatingIfNeeded: qt.rawValue), scheduler)
@@ -416,6 +431,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
         queues[i].pops.append(t, scheduler)
         pollOperation(t)
         return qt
+    }
+
+    /// Takes a spare buffer for a pop about to park (the last one went to the application with its message).
+    @inline(__always)
+    func refillSpare(_ q: UnsafeMutablePointer<Queue>) -> Bool {
+        q.pointee.spare = pool.allocate(size: Self.spareSize, headroom: 0)
+        return q.pointee.spare != nil
     }
 
     func completedPop(_ qd: QDesc, _ b: DemiBuffer) -> QToken {
@@ -561,8 +583,15 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// call). Nil (nothing consumed) for anything else.
     @inline(__always)
     func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
-        let position = q.pointee.consumer.headPosition
-        let h = q.pointee.consumer.data + position
+        var position = q.pointee.consumer.headPosition
+        var h = q.pointee.consumer.data + position
+        if (h + 4).load(as: UInt32.self) == RecordHeader.lap {
+            // The producer rewound: the message follows at the start of the ring (published with the lap record).
+            q.pointee.consumer.skipLap()
+            guard q.pointee.consumer.hasRecord() else { return nil }
+            position = 0
+            h = q.pointee.consumer.data
+        }
         let length = Int(h.load(as: UInt32.self))
         guard (h + 4).load(as: UInt32.self) == 0, Int((h + 8).load(as: UInt64.self)) == length, length > 0,
               length <= Self.smallMessage, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
@@ -570,10 +599,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
         else { return nil }
         q.pointee.consumer.consumeSmall(at: position, length: length, into: b.baseAddress)
         q.pointee.spare = nil
-        unpark(i)
-        q.pointee.pops.removeHead(scheduler)
         b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
+        // Unparking and dequeuing the pop wait for the next call into the libOS (``retire()``), which every entry
+        // point makes before it looks at a queue's pops or the parked set (a push after its bytes are in the ring).
         unretired = t
+        unretiredQueue = i
         return b
     }
 
@@ -619,7 +649,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
         q.pointee.consumer.cachedTail = tail
         guard let b = popSmall(q, i, t) else { return none }
-        return FastCompletion(code: .pop, qd: s.operation(t).pointee.qd, buffer: b)
+        return FastCompletion(code: .pop, qd: QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base), buffer: b)
     }
 
     /// Frees the slot of the pop whose result `wait` already returned (its token is consumed).
@@ -632,6 +662,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
     func retireNow() {
         let t = unretired
         unretired = Operation.none
+        let i = unretiredQueue
+        if i >= 0 {
+            unretiredQueue = -1
+            unpark(i)
+            queues[i].pops.removeHead(scheduler)
+        }
         scheduler.discard(t)
     }
 
@@ -731,6 +767,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
         while true {
             while queues[i].consumer.hasRecord() {
                 let (length, flags, total) = queues[i].consumer.peek()
+                if flags & RecordHeader.lap != 0 {
+                    queues[i].consumer.skipLap()
+                    continue
+                }
                 guard length <= total, total <= options.maxMessageSize, length <= ringSize / 2 else {
                     // A corrupt ring: the peer lied. Fail rather than read out of bounds.
                     queues[i].peerDead = true

@@ -9,10 +9,17 @@ import DemiBuffers
 /// padded to 16 bytes. A record's payload may wrap around the end of the ring; its header never does, because records
 /// start at multiples of 16 and the ring size is a power of two of at least 64. Indices grow without bound (64-bit); the
 /// position in the ring is `index & mask`.
+///
+/// A producer that finds the ring empty past its first ``RingProducer/compactSpan`` bytes rewinds to its start: it
+/// writes a *lap* record (no payload, flag ``RecordHeader/lap``) that tells the consumer to go on at the start of the
+/// next lap, so a ping-pong keeps to the first few KiB of the ring (a few dozen cache lines, as the C ring's slots)
+/// instead of sweeping the whole ring through both cores' caches. The whole ring is still there for bursts.
 struct RecordHeader {
     static let size = 16
     /// More fragments of the same message follow.
     static let more: UInt32 = 1
+    /// No payload: the next record starts at the beginning of the next lap of the ring.
+    static let lap: UInt32 = 2
 }
 
 @inline(__always)
@@ -40,7 +47,11 @@ struct RingProducer {
         self.capacity = capacity
         localTail = local
         cachedHead = local
+        rewindCheck = local &+ UInt64(Self.compactSpan)
     }
+
+    /// A small message is written at the start of the ring, rather than further on, if the ring is empty by then.
+    static let compactSpan = 4096
 
     let tail: UnsafeMutablePointer<UInt64>
     let head: UnsafeMutablePointer<UInt64>
@@ -48,6 +59,8 @@ struct RingProducer {
     let capacity: Int
     var localTail: UInt64
     var cachedHead: UInt64
+    /// The tail index from which the next push looks whether it can rewind (see ``rewindIfEmpty()``).
+    var rewindCheck: UInt64
 
     init(tail: UnsafeMutablePointer<UInt64>, head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
          capacity: Int) {
@@ -57,6 +70,41 @@ struct RingProducer {
         self.capacity = capacity
         localTail = cdemi_load_acquire_u64(tail)
         cachedHead = cdemi_load_acquire_u64(head)
+        rewindCheck = localTail &+ UInt64(Self.compactSpan)
+    }
+
+    /// True if a small record of `length` payload bytes can be written now, in one piece, with no rewind due (the
+    /// general path does that, once per ``compactSpan`` bytes, so this one makes no call).
+    @inline(__always)
+    mutating func canWriteSmall(_ length: Int) -> Bool {
+        localTail < rewindCheck && hasRoom(RecordHeader.size &+ padded(length)) && fitsUnwrapped(length)
+    }
+
+    /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty()``).
+    @inline(__always)
+    mutating func rewindIfDue() {
+        if localTail >= rewindCheck { rewindIfEmpty() }
+    }
+
+    /// Past the first ``compactSpan`` bytes of a lap, with the ring empty (everything written has been consumed):
+    /// writes a lap record and moves the tail to the start of the next lap. Not published here: the next record's
+    /// release store of the tail publishes both. Looked at once per ``compactSpan`` bytes written otherwise, so a
+    /// stream that keeps the ring busy pays one load of the consumer's index per 4 KiB.
+    @inline(never)
+    mutating func rewindIfEmpty() {
+        let mask = UInt64(capacity &- 1)
+        let pos = localTail & mask
+        if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) {
+            cachedHead = cdemi_load_acquire_u64(head)
+            if cachedHead == localTail {
+                let h = data + Int(pos)
+                h.storeBytes(of: UInt64(RecordHeader.lap) << 32, as: UInt64.self)  // length 0, flags lap
+                (h + 8).storeBytes(of: 0, as: UInt64.self)
+                localTail = (localTail | mask) &+ 1
+            }
+        }
+        rewindCheck = (localTail & ~mask) &+ UInt64(Self.compactSpan)
+        if rewindCheck <= localTail { rewindCheck = localTail &+ UInt64(Self.compactSpan) }
     }
 
     /// The largest fragment payload this ring carries (half the ring, so a fragment always fits once drained).
@@ -162,6 +210,13 @@ struct RingConsumer {
         self.capacity = capacity
         localHead = cdemi_load_acquire_u64(head)
         cachedTail = cdemi_load_acquire_u64(tail)
+    }
+
+    /// Goes past a lap record at the head: on at the start of the next lap (published at once).
+    @inline(never)
+    mutating func skipLap() {
+        localHead = (localHead | UInt64(capacity &- 1)) &+ 1
+        cdemi_store_release_u64(head, localHead)
     }
 
     /// True if a record is ready, reloading the producer's index when the cached one says the ring is empty.

@@ -259,7 +259,7 @@ struct Bench: ParsableCommand {
     }
 
     func catmem(size: Int) throws -> (LatencySummary, Double) {
-        let os = try LibOS(.sharedMemory)
+        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())  // RING_SIZE etc.
         let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let qd = try os.createPipe(name)
         let peer = Process()
