@@ -310,13 +310,12 @@ cat <<DOC
 
 \`demi goodput --sink\` in host a (times the first byte to the last), \`demi goodput --source\` in host b (16 pushes of
 $((gchunk / 1024)) KiB outstanding, from \`sgaalloc\`: on catnip an mbuf, which TCP's segments are attached to instead
-of copied, unless DPDK_ZERO_COPY=0), $((gbytes / 1048576)) MiB per run, $greps repetitions. catnip's \`net_af_packet\` rings hold 256
-frames by default, each 64 KiB (the driver has the kernel reassemble IPv4 fragments, so a frame must hold a whole
-datagram). A 1 MiB TCP window (about 720 segments) can overflow them: in catnip -> catnip runs by hand about 1.6 % of
-the data segments and of the ACKs were lost in the rings (\`tcp_retransmissions\` in \`demi goodput\`'s statistics),
-and 4096-frame rings removed the losses without changing the goodput much. The last row gives both ends
-$ring_frames-frame rings (about $((ring_frames / 16)) MB of kernel memory per ring) with \`dpdk.eal_init\`.
-Goodput on this shared machine varies by 2-3x between repetitions (see the ranges).
+of copied, unless DPDK_ZERO_COPY=0), $((gbytes / 1048576)) MiB per run, $greps repetitions. catnip's \`net_af_packet\`
+rings hold 256 frames by default, each 64 KiB (the driver has the kernel reassemble IPv4 fragments, so a frame must
+hold a whole datagram), and catnip offers a TCP window of at most three quarters of the ring in segments (280 KB;
+a 1 MiB window let a sender's burst overflow the ring and lose about 1 % of the segments). The last row gives both
+ends $ring_frames-frame rings (about $((ring_frames / 16)) MB of kernel memory per ring, a window of the stack's full
+1 MiB) with \`dpdk.eal_init\`. Goodput on this shared machine varies by 2-3x between repetitions (see the ranges).
 
 | sender -> receiver | Gbit/s (median) | range | vs kernel |
 |---|---:|---:|---:|
@@ -325,3 +324,34 @@ printf '%s\n' "${grows[@]}"
 fi
 } > docs/benchmarks/catnip.md
 cat docs/benchmarks/catnip.md
+
+# The summary scripts/benchmarks.sh puts into docs/BENCHMARKS.md.
+{
+echo "## catnip (DPDK) on a veth link"
+echo
+echo "From \`sudo scripts/bench-catnip.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); the"
+echo "setup, the method and how to read each figure are in [benchmarks/catnip.md](benchmarks/catnip.md). Every ratio is"
+echo "against kernel -> kernel on the same veth link in the same run."
+if [ ${#erows[@]} -gt 0 ]; then
+    echo
+    echo "64-byte echo round trips ($reps repetitions of $count):"
+    echo
+    echo "| proto | client -> server | p50 | p50 range | p99 | p50 vs kernel | p99 vs kernel |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${erows[@]}"
+    echo
+    echo "The stack's own cost (catnip minus bare DPDK frames, per repetition; per I/O: divided by 4):"
+    echo
+    echo "| proto | bare DPDK p50 | catnip p50 | catnip - bare | stack per I/O | device layer per I/O | catnip / bare | kernel / bare |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    printf '%s\n' "${costrows[@]}"
+fi
+if [ ${#grows[@]} -gt 0 ]; then
+    echo
+    echo "One-way bulk TCP goodput ($((gbytes / 1048576)) MiB, $greps repetitions, $((gchunk / 1024)) KiB pushes):"
+    echo
+    echo "| sender -> receiver | Gbit/s (median) | range | vs kernel |"
+    echo "|---|---:|---:|---:|"
+    printf '%s\n' "${grows[@]}"
+fi
+} > docs/benchmarks/catnip-summary.md

@@ -431,9 +431,12 @@ public final class DPDKDevice: PhysicalLayer {
         /// go as indirect mbufs attached to them, behind a small mbuf the headers are copied into. Off: every frame
         /// is copied into one fresh mbuf, and ``DPDKDevice/allocateTransmitBuffer(size:)`` offers nothing.
         public var zeroCopyTransmit = true
-        /// Pieces shorter than this are copied even when they lie in an mbuf (attaching an indirect mbuf costs
-        /// about what copying a cache line or two does).
-        public var transmitCopyBelow = 0
+        /// Pieces shorter than this are copied even when they lie in an mbuf, and
+        /// ``DPDKDevice/allocateTransmitBuffer(size:)`` offers no mbuf for buffers shorter than this: attaching
+        /// takes an indirect mbuf from a mempool, reference-count updates on attach and free, and a second segment
+        /// for the driver to walk, which costs more than copying a few hundred bytes into the header mbuf. 0: attach
+        /// every piece in an mbuf.
+        public var transmitCopyBelow = 512
         /// Indirect mbufs for zero-copy transmit (each frame in the driver's hands holds one per attached piece).
         public var indirectMbufCount = 4095
         /// ``DPDKDevice/allocateTransmitBuffer(size:)`` hands out mbufs only while more than this many of the
@@ -957,9 +960,10 @@ public final class DPDKDevice: PhysicalLayer {
     /// ``PhysicalLayer/allocateTransmitBuffer(size:)``: an mbuf wrapped as a buffer (window of `size` bytes at the
     /// mbuf's headroom), which ``transmit(_:now:)`` attaches instead of copying: from the mempool for up to one
     /// frame while more than ``Configuration/applicationMbufReserve`` of its mbufs are free, else from the large
-    /// mempool (``Configuration/largeMbufCount``). Nil if zero-copy transmit is off or no mbuf fits or is free.
+    /// mempool (``Configuration/largeMbufCount``). Nil if zero-copy transmit is off, `size` is below
+    /// ``Configuration/transmitCopyBelow`` (such a buffer would be copied anyway), or no mbuf fits or is free.
     public func allocateTransmitBuffer(size: Int) -> DemiBuffer? {
-        guard isOpen, indirectMempool != nil, size > 0 else { return nil }
+        guard isOpen, indirectMempool != nil, size > 0, size >= configuration.transmitCopyBelow else { return nil }
         let from: UnsafeMutableRawPointer
         // A large buffer's window starts at the mbuf's buffer: no headroom needed, the headers go in front of it
         // in a mbuf of their own.

@@ -378,7 +378,9 @@ import TestHostFixture
     @Test func zeroCopyTransmitAttachesPayloadInMbufs() throws {
         guard let h = try hosts() else { return }
         let poolA = BufferPool(), poolB = BufferPool()
-        let a = try openDPDK(h, poolA)
+        var config = DPDKDevice.Configuration()
+        config.transmitCopyBelow = 0   // attach every piece, however short
+        let a = try openDPDK(h, poolA, configuration: config)
         defer {
             try? h.withNamespace(.a) { a.close() }
             h.destroy()
