@@ -7,7 +7,9 @@
 #   scripts/check-hotpaths.sh --update   rewrite the limits: current counts plus 25% headroom
 #
 # Each path runs N1 and N2 iterations (demi-hotpaths PATH N); the difference divided by N2-N1 removes start-up
-# costs. Needs valgrind; skips without it (fails with DEMI_REQUIRE_ALL_SUITES=1).
+# costs. Heap allocations are counted the same way (valgrind's memcheck, "total heap usage"): every hot path must make
+# none per operation, so any allocation the extra iterations make fails the check. Needs valgrind; skips without it
+# (fails with DEMI_REQUIRE_ALL_SUITES=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limits=benchmarks/hotpath-limits.txt
@@ -27,13 +29,21 @@ count() {
         | sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
 }
 
+allocs() {
+    valgrind --tool=memcheck --leak-check=no "$dir/demi-hotpaths" "$1" "$2" 2>&1 \
+        | sed -n 's/.*total heap usage: \([0-9,]*\) allocs.*/\1/p' | tr -d ,
+}
+
 paths=(operation buffer udp-echo tcp-echo tcp-bulk catmem)
-declare -A per
+declare -A per extra
 for p in "${paths[@]}"; do
     case $p in operation|buffer) n1=10000 n2=110000;; *) n1=500 n2=2500;; esac
     a=$(count "$p" $n1) b=$(count "$p" $n2)
     [ -n "$a" ] && [ -n "$b" ] || { echo "hotpaths: $p did not run under callgrind" >&2; exit 1; }
     per[$p]=$(( (b - a) / (n2 - n1) ))
+    a=$(allocs "$p" 200) b=$(allocs "$p" 1200)
+    [ -n "$a" ] && [ -n "$b" ] || { echo "hotpaths: $p did not run under memcheck" >&2; exit 1; }
+    extra[$p]=$(( b - a ))
 done
 
 if [ "${1:-}" = --update ]; then
@@ -56,6 +66,8 @@ for p in "${paths[@]}"; do
     if [ -z "$limit" ]; then echo "hotpaths: no limit for $p in $limits" >&2; fail=1; continue; fi
     status=ok
     if [ "${per[$p]}" -gt "$limit" ]; then status="OVER"; fail=1; fi
-    printf 'hotpaths: %-10s %8d instructions/op (limit %d) %s\n' "$p" "${per[$p]}" "$limit" "$status"
+    if [ "${extra[$p]}" -ne 0 ]; then status="$status, ALLOCATES"; fail=1; fi
+    printf 'hotpaths: %-10s %8d instructions/op (limit %d), %d heap allocations in 1000 more ops %s\n' "$p" "${per[$p]}" \
+        "$limit" "${extra[$p]}" "$status"
 done
 exit $fail
