@@ -56,8 +56,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Bytes per run of the inetstack bulk transfer.") var inetBytes = 256 << 20
     @Flag(help: "inetstack: compute every checksum in software (default: the link offloads them, as a NIC would).")
     var inetSoftwareChecksums = false
-    @Option(parsing: .upToNextOption, help: "inetstack tests to run: tcp, udp, bulk (for profiling one).")
-    var inetTests: [String] = ["tcp", "udp", "bulk"]
+    @Option(parsing: .upToNextOption, help: "inetstack tests to run: tcp, udp, bulk, many (16 TCP connections) (for profiling one).")
+    var inetTests: [String] = ["tcp", "udp", "bulk", "many"]
 
     func validate() throws {
         guard count > 0, warmup >= 0, reps > 0, sizes.allSatisfy({ $0 > 0 && $0 <= 65507 }) else {
@@ -477,7 +477,7 @@ extension Bench {
 
     func inetstack() throws -> [InetRow] {
         var tcp: [LatencySummary] = [], udp: [LatencySummary] = []
-        var tcpIO: [Double] = [], udpIO: [Double] = [], bulk: [Double] = []
+        var tcpIO: [Double] = [], udpIO: [Double] = [], bulk: [Double] = [], many: [Double] = []
         for _ in 0..<reps {
             if inetTests.contains("tcp") {
                 let (t, tn) = try inetTCPEcho(size: 64)
@@ -490,6 +490,7 @@ extension Bench {
                 udpIO.append(un)
             }
             if inetTests.contains("bulk") { bulk.append(try inetBulk()) }
+            if inetTests.contains("many") { many.append(try inetManyClients(connections: 16, messages: inetCount)) }
         }
         var rows: [InetRow] = []
         if !tcp.isEmpty {
@@ -497,6 +498,9 @@ extension Bench {
         }
         if !udp.isEmpty {
             rows.append(InetRow(name: "udp echo 64 B", latency: LatencySummary.median(udp), nsPerIO: median(udpIO)))
+        }
+        if !many.isEmpty {
+            rows.append(InetRow(name: "tcp echo 64 B, 16 connections, one message in flight on each", nsPerIO: median(many)))
         }
         if !bulk.isEmpty {
             // Per segment: a 1448-byte segment (MSS 1460 less the timestamps) sent by one stack and received by the
