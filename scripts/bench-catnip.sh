@@ -325,33 +325,3 @@ fi
 } > docs/benchmarks/catnip.md
 cat docs/benchmarks/catnip.md
 
-# The summary scripts/benchmarks.sh puts into docs/BENCHMARKS.md.
-{
-echo "## catnip (DPDK) on a veth link"
-echo
-echo "From \`sudo scripts/bench-catnip.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC') at commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); the"
-echo "setup, the method and how to read each figure are in [benchmarks/catnip.md](benchmarks/catnip.md). Every ratio is"
-echo "against kernel -> kernel on the same veth link in the same run."
-if [ ${#erows[@]} -gt 0 ]; then
-    echo
-    echo "64-byte echo round trips ($reps repetitions of $count):"
-    echo
-    echo "| proto | client -> server | p50 | p50 range | p99 | p50 vs kernel | p99 vs kernel |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
-    printf '%s\n' "${erows[@]}"
-    echo
-    echo "The stack's own cost (catnip minus bare DPDK frames, per repetition; per I/O: divided by 4):"
-    echo
-    echo "| proto | bare DPDK p50 | catnip p50 | catnip - bare | stack per I/O | device layer per I/O | catnip / bare | kernel / bare |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    printf '%s\n' "${costrows[@]}"
-fi
-if [ ${#grows[@]} -gt 0 ]; then
-    echo
-    echo "One-way bulk TCP goodput ($((gbytes / 1048576)) MiB, $greps repetitions, $((gchunk / 1024)) KiB pushes):"
-    echo
-    echo "| sender -> receiver | Gbit/s (median) | range | vs kernel |"
-    echo "|---|---:|---:|---:|"
-    printf '%s\n' "${grows[@]}"
-fi
-} > docs/benchmarks/catnip-summary.md

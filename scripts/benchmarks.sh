@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
 # Regenerates docs/BENCHMARKS.md (and docs/benchmarks/demi-bench.json) from one run on this machine:
-# `demi bench` (C baseline, catnap, catmem, microbenchmarks) and the harness in Benchmarks/ (demi-benchmarks: catnap
-# poll modes, SwiftNIO, TCP throughput by size, microbenchmarks with C counterparts, SVG charts).
+# `demi bench` (C baseline, catnap, catmem, the user-space stack, microbenchmarks) and the harness in Benchmarks/
+# (demi-benchmarks: catnap poll modes, SwiftNIO, TCP throughput by size, many clients, microbenchmarks with C
+# counterparts, SVG charts), then the real-link benchmarks' documents (docs/benchmarks/catpowder.md, catnip.md).
+#
+#   scripts/benchmarks.sh                 no root needed; the real-link documents are included as last generated
+#   sudo REAL_LINKS=1 scripts/benchmarks.sh
+#                                         first regenerates them too: XDP=1 scripts/bench-catpowder.sh and
+#                                         scripts/bench-catnip.sh (network namespaces, AF_PACKET, AF_XDP, DPDK)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${COUNT:-20000}
 reps=${REPS:-5}
+
+if [ "${REAL_LINKS:-0}" = 1 ]; then
+    [ "$(id -u)" = 0 ] || { echo "benchmarks: REAL_LINKS=1 needs root" >&2; exit 1; }
+    XDP=1 scripts/bench-catpowder.sh >/dev/null
+    scripts/bench-catnip.sh >/dev/null
+fi
 
 swift build -c release --product demi >/dev/null
 (cd Benchmarks && swift build -c release >/dev/null)
@@ -54,9 +66,14 @@ $bench
 
 $harness
 DOC
-# The real-link benchmarks need root and network namespaces (scripts/bench-catpowder.sh, scripts/bench-catnip.sh write
-# docs/benchmarks/catpowder.md and catnip.md); their summaries are kept in docs/benchmarks/real-links.md.
-echo
-cat docs/benchmarks/real-links.md
+# The real-link benchmarks (root and network namespaces: scripts/bench-catpowder.sh, scripts/bench-catnip.sh, or
+# REAL_LINKS=1 above) write docs/benchmarks/catpowder.md and catnip.md; each goes in whole, one heading level down,
+# with the date and commit of its own run.
+for doc in catpowder catnip; do
+    f=docs/benchmarks/$doc.md
+    [ -f "$f" ] || continue
+    echo
+    sed 's/^#/##/' "$f"
+done
 } > docs/BENCHMARKS.md
 echo "wrote docs/BENCHMARKS.md"

@@ -92,7 +92,7 @@ public enum FramePingPong {
                     let n = d.receive(into: rx, capacity: 32, now: now)
                     for k in 0..<n {
                         let g = rx[k]
-                        if isOurs(g), g.bytes.load(fromByteOffset: 14, as: UInt32.self) == UInt32(truncatingIfNeeded: i) {
+                        if isOurs(g), g.bytes.loadUnaligned(fromByteOffset: 14, as: UInt32.self) == UInt32(truncatingIfNeeded: i) {
                             answered = true
                         }
                         g.releaseChain()
