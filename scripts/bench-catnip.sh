@@ -7,7 +7,8 @@
 #   SCRATCH=DIR       build in DIR (swift build --scratch-path; default .build)
 #   HUGE=0            DPDK on ordinary pages (--no-huge); default: reserve 2 MiB hugepages and mount hugetlbfs for
 #                     the run (removed at the end), falling back to --no-huge if the kernel has none to give
-#   ONLY=echo|goodput run one part
+#   ONLY=echo|goodput run one part (echo includes the many-clients rows)
+#   MANY=N            connections (UDP: sockets) of the many-clients rows (default 16; 1: no such rows)
 #   SUBNET_INDEX=N    198.18.N.0/24 (default 150)
 #
 # Test hosts (scripts/testhosts.sh): host a has the server, host b the client, a veth pair between them, 198.18.N.0/24,
@@ -103,20 +104,21 @@ stop_server() {
     server=""
 }
 
-# parse OUTPUT -> "p50_ns p99_ns"
+# parse OUTPUT -> "p50_ns p99_ns msgs_per_s" (the rate 0 if the output has none)
 parse() {
     python3 - "$1" <<'PY'
 import re, sys
 t = sys.argv[1]
 def ns(v, u): return float(v) * {'ns': 1, 'µs': 1e3, 'ms': 1e6, 's': 1e9}[u]
 p50 = re.search(r'p50 ([\d.]+) (ns|µs|ms|s)', t); p99 = re.search(r'p99 ([\d.]+) (ns|µs|ms|s)', t)
-print(ns(*p50.groups()), ns(*p99.groups()))
+rate = re.search(r'throughput ([\d.]+) msgs/s', t)
+print(ns(*p50.groups()), ns(*p99.groups()), float(rate.group(1)) if rate else 0)
 PY
 }
 
-# echo_one SETUP PROTO -> "p50 p99"
+# echo_one SETUP PROTO [CONNECTIONS] -> "p50 p99 msgs/s"
 echo_one() {
-    local setup=$1 proto=$2 senv cenv addr out
+    local setup=$1 proto=$2 conns=${3:-1} senv cenv addr out
     case $setup in
         kernel) senv="LIBOS=catnap"; addr=198.18.$n.4; cenv="LIBOS=catnap";;
         catpowder) senv="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
@@ -145,7 +147,7 @@ echo_one() {
     sleep 1
     local cpid
     env $cenv POLL_MODE=busy ip netns exec "$name-b" "$demi" ping --proto "$proto" --addr "$addr:7" --size 64 \
-        --count "$count" --cpu 0 >"$tmp/client" 2>&1 &
+        --count "$count" --connections "$conns" --cpu 0 >"$tmp/client" 2>&1 &
     cpid=$!
     pids+=("$cpid")
     wait "$cpid" || { echo "client failed ($setup $proto): $(cat "$tmp/client") server: $(cat "$tmp/server")" >&2; exit 1; }
@@ -206,7 +208,7 @@ if [ "$only" != goodput ]; then
         for proto in udp tcp; do
             for setup in $esetups; do
                 echo_one "$setup" "$proto" >"$tmp/result"
-                read -r x y <"$tmp/result"
+                read -r x y _ <"$tmp/result"
                 runs[$proto.$setup.p50]="${runs[$proto.$setup.p50]:-} $x"
                 runs[$proto.$setup.p99]="${runs[$proto.$setup.p99]:-} $y"
                 echo "rep $r $proto $setup: p50 $x p99 $y ns" >&2
@@ -235,6 +237,36 @@ print("| %s | %.2f µs | %.2f µs | %.2f µs | %.0f ns | %.0f ns | %.2fx | %.2fx
       st.median(cat) / st.median(bare), st.median(ker) / st.median(bare)))' \
             "$proto" "${runs[$proto.catnip.p50]}" "${runs[$proto.bare.p50]}" "${runs[$proto.device.p50]}" \
             "${runs[$proto.catpowder.p50]}" "${runs[$proto.kernel.p50]}")")
+    done
+fi
+
+# Many clients: MANY connections (or UDP sockets) on the client, one 64 B message in flight on each.
+mrows=()
+many=${MANY:-16}
+if [ "$only" != goodput ] && [ "$many" -gt 1 ]; then
+    msetups="kernel catpowder catnip"
+    declare -A mr
+    for r in $(seq "$reps"); do
+        for proto in udp tcp; do
+            for setup in $msetups; do
+                echo_one "$setup" "$proto" "$many" >"$tmp/result"
+                read -r x y z <"$tmp/result"
+                mr[$proto.$setup.p50]="${mr[$proto.$setup.p50]:-} $x"
+                mr[$proto.$setup.rate]="${mr[$proto.$setup.rate]:-} $z"
+                echo "many rep $r $proto $setup: p50 $x msgs/s $z" >&2
+            done
+        done
+    done
+    for proto in udp tcp; do
+        for setup in $msetups; do
+            mrows+=("$(python3 -c 'import sys, statistics as st
+proto, label, p, r, kp, kr = sys.argv[1:]
+p, r, kp, kr = ([float(x) for x in v.split()] for v in (p, r, kp, kr))
+print("| %s | %s | %.2f µs | %.0f | %.0f-%.0f | %.2fx | %.2fx |" % (proto, label, st.median(p) / 1e3, st.median(r),
+      min(r), max(r), st.median(p) / st.median(kp), st.median(r) / st.median(kr)))' \
+                "$proto" "$(label $setup)" "${mr[$proto.$setup.p50]}" "${mr[$proto.$setup.rate]}" \
+                "${mr[$proto.kernel.p50]}" "${mr[$proto.kernel.rate]}")")
+        done
     done
 fi
 
@@ -302,6 +334,21 @@ pop). "Per I/O" divides by 4 (client push and pop, server pop and push). "Device
 |---|---:|---:|---:|---:|---:|---:|---:|
 DOC
 printf '%s\n' "${costrows[@]}"
+fi
+if [ ${#mrows[@]} -gt 0 ]; then
+cat <<DOC
+
+## Many clients
+
+\`demi ping --connections $many\`: $many TCP connections (UDP: $many sockets) on the client thread in host b, one
+64-byte message in flight on each, against the same echo servers; $count round trips per run, $reps repetitions.
+Messages per second are the client's; "vs kernel" divides by kernel -> kernel (p50: below 1 is faster; msgs/s:
+above 1 is faster).
+
+| proto | client -> server | p50 | msgs/s (median) | range | p50 vs kernel | msgs/s vs kernel |
+|---|---|---:|---:|---:|---:|---:|
+DOC
+printf '%s\n' "${mrows[@]}"
 fi
 if [ ${#grows[@]} -gt 0 ]; then
 cat <<DOC
