@@ -58,6 +58,8 @@ struct Bench: ParsableCommand {
     var inetSoftwareChecksums = false
     @Option(parsing: .upToNextOption, help: "inetstack tests to run: tcp, udp, bulk, many (16 TCP connections) (for profiling one).")
     var inetTests: [String] = ["tcp", "udp", "bulk", "many"]
+    @Option(parsing: .upToNextOption, help: "inetstack: further echo message sizes besides 64 B (UDP at most 65507).")
+    var inetSizes: [Int] = []
 
     func validate() throws {
         guard count > 0, warmup >= 0, reps > 0, sizes.allSatisfy({ $0 > 0 && $0 <= 65507 }) else {
@@ -501,6 +503,19 @@ extension Bench {
         }
         if !many.isEmpty {
             rows.append(InetRow(name: "tcp echo 64 B, 16 connections, one message in flight on each", nsPerIO: median(many)))
+        }
+        for size in inetSizes where size > 0 && size != 64 {
+            for proto in ["tcp", "udp"] where inetTests.contains(proto) {
+                let n = proto == "udp" ? min(size, 65507) : size
+                var lat: [LatencySummary] = [], io: [Double] = []
+                for _ in 0..<reps {
+                    let (l, c) = proto == "udp" ? try inetUDPEcho(size: n) : try inetTCPEchoSized(size: n)
+                    lat.append(l)
+                    io.append(c)
+                }
+                rows.append(InetRow(name: "\(proto) echo \(n >= 1024 && n % 1024 == 0 ? "\(n / 1024) KiB" : "\(n) B")", latency: LatencySummary.median(lat),
+                                    nsPerIO: median(io)))
+            }
         }
         if !bulk.isEmpty {
             // Per segment: a 1448-byte segment (MSS 1460 less the timestamps) sent by one stack and received by the

@@ -67,3 +67,51 @@ extension Bench {
         return cpu / Double(4 * messages)
     }
 }
+
+extension Bench {
+    /// TCP echo of `size`-byte messages on the user-space stack (any size: the client pops until the whole message
+    /// is back; the server pushes back each part as it pops it). Returns the round trips and this thread's CPU ns
+    /// per message I/O (4 per round trip: client push and pop, server pop and push, however many segments).
+    func inetTCPEchoSized(size: Int) throws -> (LatencySummary, Double) {
+        let warmup = min(self.warmup, 200), count = max(100, inetCount / max(1, size / 1024))
+        let net = makeInetPair()
+        let (server, client) = try net.connectTCP()
+        let a = net.a, b = net.b
+        let msg = net.message(b.pool, size: size)
+        defer { try? b.pool.freeFromApplication(msg.head!) }
+        var samples = [UInt64](repeating: 0, count: count)
+        var serverPop = try a.pop(server)
+        var serverPushes: [QToken] = []
+        var cpu0: Int64 = 0
+        for i in 0..<(warmup + count) {
+            if i == warmup { cpu0 = threadCPUNanoseconds() }
+            let start = Instant.now()
+            let push = try b.push(client, msg)
+            var clientPop = try b.pop(client)
+            var got = 0
+            while got < size {
+                let now = Instant.now()
+                a.poll(now: now)
+                b.poll(now: now)
+                while let r = a.scheduler.take(serverPop) {
+                    guard let part = r.sga else { throw r.error ?? Errno.ioError }
+                    serverPushes.append(try a.push(server, part))
+                    try a.pool.freeFromApplication(part.head!)
+                    serverPop = try a.pop(server)
+                }
+                while got < size, let r = b.scheduler.take(clientPop) {
+                    guard let part = r.sga, part.count > 0 else { throw r.error ?? Errno.ioError }
+                    got += part.count
+                    try b.pool.freeFromApplication(part.head!)
+                    if got < size { clientPop = try b.pop(client) }
+                }
+                serverPushes.removeAll { a.scheduler.take($0) != nil }
+            }
+            guard got == size else { throw Errno.ioError }
+            try drain(net, b, push, Instant.now())
+            if i >= warmup { samples[i - warmup] = UInt64(Instant.now().rawValue - start.rawValue) }
+        }
+        let cpu = Double(threadCPUNanoseconds() - cpu0)
+        return (LatencySummary(samples), cpu / Double(4 * count))
+    }
+}
