@@ -111,8 +111,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// A pop whose result `wait` returned straight from the ring; its slot is retired (completed and taken) by the
     /// next call into the libOS, after the caller's reply is on its way. Operation.none if there is none.
     @exclusivity(unchecked) var unretired: UInt32 = Operation.none
-    /// The queue of `unretired` if its pop is still the head of that queue's pops and the queue still parked (as
-    /// ``popSmall(_:_:_:)`` leaves them, to do after the caller's reply is on its way), or -1.
+    /// The queue of `unretired` if its pop is still the head of that queue's pops, the queue still parked and its
+    /// consumer's head not yet published (as ``popSmall(_:_:_:)`` leaves them, to do after the caller's reply is on its
+    /// way), or -1.
     @exclusivity(unchecked) var unretiredQueue = -1
     let ringSize: Int
 
@@ -531,8 +532,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     /// Waits for pop `t` when a pass could do nothing but check its ring: `t` is the only parked pop and nothing is
-    /// runnable. Then it spins on that ring alone, 32 checks standing for one pass (so the pass count still wakes the
-    /// liveness check, about every 0.1 ms of spinning), and hands a message back at once: the slot is retired by the
+    /// runnable. Then it spins on that ring alone (with a pause per check), 32 checks standing for one pass (so the
+    /// pass count still wakes the liveness check, about every 0.1 to 1 ms of spinning), and hands a message back at once: the slot is retired by the
     /// next call into the libOS, so completing and taking it costs the peer nothing. Nil when a pass is due, or when
     /// the pop ended otherwise (then it is completed).
     @inline(__always)
@@ -551,6 +552,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return nil
                 }
             }
+            cdemi_cpu_relax()
             if q.pointee.consumer.hasRecord() {
                 if let b = popSmall(q, i, t) {
                     return QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: qt,
@@ -597,11 +599,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
               length <= Self.smallMessage, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
               let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
         else { return nil }
-        q.pointee.consumer.consumeSmall(at: position, length: length, into: b.baseAddress)
+        q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)
         q.pointee.spare = nil
         b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
-        // Unparking and dequeuing the pop wait for the next call into the libOS (``retire()``), which every entry
-        // point makes before it looks at a queue's pops or the parked set (a push after its bytes are in the ring).
+        // Publishing the head, unparking and dequeuing the pop wait for the next call into the libOS (``retire()``),
+        // which every entry point makes before it looks at a queue's pops, the parked set or the consumer (a push
+        // after its bytes are in the ring): a store to a line the producer reads would otherwise sit in the store
+        // buffer ahead of the reply's stores, and the reply could not be seen before that line was taken back.
         unretired = t
         unretiredQueue = i
         return b
@@ -631,7 +635,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let i = Int(parked[0])
         guard queues[i].pops.head == t, s.isPending(qt), s.isIdle else { return none }
         let q = queues.pointer(i)  // the table does not grow while this loop runs
-        // As the C ring's pop: one load of the producer's index per turn, compared with our own in a register.
+        // As the C ring's pop: one load of the producer's index per turn, compared with our own in a register; plus a
+        // spin-wait hint (pause) per turn, measured faster: the spinning core contends less for the index line the
+        // producer is taking to store to (and under a hypervisor, a paused vCPU may give way to the peer's).
         let head = q.pointee.consumer.localHead
         let tailWord = q.pointee.consumer.tail
         var tail = q.pointee.consumer.cachedTail
@@ -645,6 +651,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return none
                 }
             }
+            cdemi_cpu_relax()
             tail = cdemi_load_acquire_u64(tailWord)
         }
         q.pointee.consumer.cachedTail = tail
@@ -665,6 +672,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let i = unretiredQueue
         if i >= 0 {
             unretiredQueue = -1
+            queues[i].consumer.publishHead()
             unpark(i)
             queues[i].pops.removeHead(scheduler)
         }

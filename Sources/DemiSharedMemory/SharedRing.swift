@@ -239,13 +239,16 @@ struct RingConsumer {
     var headPosition: Int { Int(localHead & UInt64(capacity - 1)) }
 
     /// Copies the payload (1 to 64 bytes, not wrapping) of the record at `position` to `destination` without a call and
-    /// releases the record with one release store of the head.
+    /// moves past the record without publishing the head: the caller publishes it later with ``publishHead()``.
     @inline(__always)
-    mutating func consumeSmall(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
+    mutating func consumeSmallUnpublished(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
         cdemi_copy_small(destination, data + position + RecordHeader.size, length)
         localHead &+= UInt64(RecordHeader.size + padded(length))
-        cdemi_store_release_u64(head, localHead)
     }
+
+    /// Publishes the head (release store).
+    @inline(__always)
+    func publishHead() { cdemi_store_release_u64(head, localHead) }
 
     /// Copies the payload of the next record (of `length` bytes) to `destination` and releases the record.
     @inline(__always)
