@@ -375,7 +375,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
             // bytes go into the ring first (the caller's reference keeps them valid meanwhile), then the token is made.
             if queues[i].pushes.isEmpty, !queues[i].peerDead, total <= queues[i].producer.maxFragment, canSpawn,
                cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0 {
-                queues[i].producer.rewindIfDue()
+                queues[i].producer.rewindIfDue(before: RecordHeader.size + padded(total))
                 if queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
                     queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
                     return plainToken(.push, qd)

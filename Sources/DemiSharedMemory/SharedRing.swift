@@ -80,21 +80,25 @@ struct RingProducer {
         localTail < rewindCheck && hasRoom(RecordHeader.size &+ padded(length)) && fitsUnwrapped(length)
     }
 
-    /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty()``).
+    /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty(before:)``), for a record of `needed`
+    /// bytes that the caller writes next.
     @inline(__always)
-    mutating func rewindIfDue() {
-        if localTail >= rewindCheck { rewindIfEmpty() }
+    mutating func rewindIfDue(before needed: Int) {
+        if localTail >= rewindCheck { rewindIfEmpty(before: needed) }
     }
 
     /// Past the first ``compactSpan`` bytes of a lap, with the ring empty (everything written has been consumed):
-    /// writes a lap record and moves the tail to the start of the next lap. Not published here: the next record's
-    /// release store of the tail publishes both. Looked at once per ``compactSpan`` bytes written otherwise, so a
-    /// stream that keeps the ring busy pays one load of the consumer's index per 4 KiB.
+    /// writes a lap record and moves the tail to the start of the next lap. Not published here: the caller's next
+    /// record, of `needed` bytes, publishes both with its release store of the tail. So it rewinds only if that record
+    /// fits in what the lap record leaves free (the bytes before the rewind point, until the consumer passes it): a
+    /// record that did not would wait for room behind a lap record the consumer cannot see. Looked at once per
+    /// ``compactSpan`` bytes written otherwise, so a stream that keeps the ring busy pays one load of the consumer's
+    /// index per 4 KiB.
     @inline(never)
-    mutating func rewindIfEmpty() {
+    mutating func rewindIfEmpty(before needed: Int) {
         let mask = UInt64(capacity &- 1)
         let pos = localTail & mask
-        if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) {
+        if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) && UInt64(needed) <= pos {
             cachedHead = cdemi_load_acquire_u64(head)
             if cachedHead == localTail {
                 let h = data + Int(pos)

@@ -135,6 +135,44 @@ func startPeer(_ arguments: [String]) throws -> Process {
         }
     }
 
+    @Test func largeMessagesAfterSmallOnesWhileTheRingRewinds() throws {
+        // Small messages in ping-pong keep to the ring's first 4 KiB (the producer rewinds when it finds the ring
+        // empty); a large one pushed when a rewind is due must still go through, however little of the ring is
+        // behind the rewind point. Each size follows 0 to 60 small messages, so it meets every offset of a lap.
+        var c = Configuration()
+        c.ringSize = 65536
+        let a = try LibOS(.sharedMemory, configuration: c)
+        let b = try LibOS(.sharedMemory, configuration: c)
+        let name = pipeName("rewind")
+        let qa = try a.createPipe(name)
+        let qb = try b.openPipe(name)
+        func exchange(_ size: Int, _ seed: Int) throws {
+            let sga = try a.sgaalloc(size)
+            for k in 0..<size { sga.head!.bytes[k] = UInt8(truncatingIfNeeded: k &* 7 &+ seed) }
+            let pt = try a.push(qa, sga)
+            try a.sgafree(sga)
+            let popToken = try b.pop(qb)
+            var pushed = false
+            var popped: QResult?
+            let deadline = Date().addingTimeInterval(5)
+            while (!pushed || popped == nil) && Date() < deadline {
+                if !pushed, (try? a.wait(pt, timeout: .zero)) != nil { pushed = true }
+                if popped == nil { popped = try? b.wait(popToken, timeout: .zero) }
+            }
+            #expect(pushed, "push of \(size) bytes stuck")
+            let got = try #require(popped?.sga)
+            #expect(got.count == size)
+            #expect(got.bytes == (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ seed) })
+            try b.sgafree(got)
+        }
+        for smalls in 0...60 {
+            for i in 0..<smalls { try exchange(64, i) }
+            try exchange(20_000, smalls)
+        }
+        try a.close(qa)
+        try b.close(qb)
+    }
+
     @Test func memoryQueueHandsArraysOverWithoutCopying() throws {
         let os = try LibOS(.sharedMemory)
         let q = try os.queue()
