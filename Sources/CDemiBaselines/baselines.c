@@ -308,6 +308,41 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
     return rc;
 }
 
+int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns) {
+    if (size <= 0 || size > SLOT_SIZE || count <= 0) return EINVAL;
+    size_t bytes = 2 * sizeof(struct shm_ring);
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return errno;
+    memset(mem, 0, bytes);
+    struct shm_ring *data = mem, *done = data + 1;
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        munmap(mem, bytes);
+        return e;
+    }
+    if (child == 0) {
+        pin(server_cpu);
+        struct ring_side in = {data, 0, 0}, out = {done, 0, 0};
+        char buf[SLOT_SIZE];
+        for (int i = 0; i < count; i++) ring_pop(&in, buf);
+        ring_push(&out, buf, 1);
+        _exit(0);
+    }
+    pin(client_cpu);
+    struct ring_side out = {data, 0, 0}, in = {done, 0, 0};
+    char msg[SLOT_SIZE], buf[SLOT_SIZE];
+    memset(msg, 7, sizeof msg);
+    uint64_t t0 = now_ns();
+    for (int i = 0; i < count; i++) ring_push(&out, msg, (uint32_t)size);
+    int rc = ring_pop(&in, buf) == 1 ? 0 : EIO;
+    *elapsed_ns = now_ns() - t0;
+    int status = 0;
+    waitpid(child, &status, 0);
+    munmap(mem, bytes);
+    return rc;
+}
+
 int demi_baseline_pin(int cpu) {
     if (cpu < 0) return 0;
     cpu_set_t s;

@@ -122,6 +122,21 @@ struct Bench: ParsableCommand {
             }
         }
         printTable(rows)
+        if !noCatmem {
+            // One-way streaming, 64 B: C ring and catmem alternate; the ratio is the median of the per-pair ratios.
+            var cr: [Double] = [], mr: [Double] = [], ratios: [Double] = []
+            for _ in 0..<reps {
+                let c = try shmBaselineStream(size: 64, messages: 1_000_000)
+                let m = try catmemStream(size: 64, messages: 1_000_000)
+                cr.append(c); mr.append(m); ratios.append(m / c)
+            }
+            print("")
+            print("One-way streaming, 64 B messages, 1,000,000 per run (producer on CPU \(cpus.client), consumer on CPU \(cpus.server)):")
+            print("| system | msgs/s | vs C ring |")
+            print("|---|---:|---:|")
+            print(String(format: "| C SPSC shared-memory ring (2 processes) | %.0f | 1.00x |", median(cr)))
+            print(String(format: "| catmem (2 processes) | %.0f | %.2fx |", median(mr), median(ratios)))
+        }
         if catmemOnly { return }
 
         var streams: [StreamRow] = []
@@ -297,6 +312,42 @@ struct Bench: ParsableCommand {
         }
         let elapsed = Double(now() - t0) / 1e9
         return (LatencySummary(samples), Double(count) / elapsed)
+    }
+
+    /// One-way streaming on catmem: `messages` pushes of `size` bytes to a sink process (`shm-echo --sink`), which
+    /// answers with one 1-byte message once it has them all. Messages per second, first push to that answer.
+    func catmemStream(size: Int, messages: Int) throws -> Double {
+        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
+        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let qd = try os.createPipe(name)
+        let peer = Process()
+        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        peer.arguments = ["shm-echo", name, "--sink", "\(messages)"] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+        try peer.run()
+        defer {
+            try? os.close(qd)
+            peer.waitUntilExit()
+        }
+        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
+        let msg = try os.sgaalloc(size)
+        defer { try? os.sgafree(msg) }
+        // The first push waits until the sink has opened the pipe; time from the second on.
+        _ = try os.wait(try os.push(qd, msg))
+        let t0 = now()
+        for _ in 1..<messages { _ = try os.wait(try os.push(qd, msg)) }
+        let r = try os.wait(try os.pop(qd))
+        let elapsed = now() - t0
+        guard let done = r.sga, done.count == 1 else { throw r.error ?? Errno.ioError }
+        try os.sgafree(done)
+        return Double(messages - 1) * 1e9 / Double(elapsed)
+    }
+
+    /// The C ring pair's one-way streaming, the same way (messages per second).
+    func shmBaselineStream(size: Int, messages: Int) throws -> Double {
+        var elapsed: UInt64 = 0
+        let rc = demi_baseline_shm_stream(Int32(size), Int32(messages), cpus.server, cpus.client, &elapsed)
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return Double(messages) * 1e9 / Double(elapsed)
     }
 
     func baselineStream(size: Int) throws -> Double {

@@ -129,6 +129,8 @@ struct SharedMemoryEcho: ParsableCommand {
 
     @Argument var name: String
     @Option var cpu: Int?
+    /// Sink mode first (one-way streaming): pop this many messages, then answer with one 1-byte message.
+    @Option var sink: Int?
 
     func run() throws {
         if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
@@ -140,6 +142,16 @@ struct SharedMemoryEcho: ParsableCommand {
                 guard (error == .noEntry || error == .wouldBlock) && Date() < deadline else { throw error }
                 usleep(200)
             }
+        }
+        if let sink {
+            for _ in 0..<sink {
+                let r = try os.wait(try os.pop(qd!))
+                guard let sga = r.sga, sga.count > 0 else { throw r.error ?? Errno.connectionReset }
+                try os.sgafree(sga)
+            }
+            let done = try os.sgaalloc(1)
+            _ = try os.wait(try os.push(qd!, done))
+            try os.sgafree(done)
         }
         while true {
             let r = try os.wait(try os.pop(qd!))

@@ -41,6 +41,10 @@ extern "C" {
 /// child echoing each message through a second ring. Rings keep head and tail on separate cache lines and each side
 /// caches the other's index. Writes the `count` round-trip times (ns) into `rtt_ns`. Returns 0 or an errno.
 int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, int client_cpu, uint64_t *rtt_ns);
+/// One-way streaming over the same ring pair: `count` messages of `size` bytes from this process to a forked consumer
+/// (pinned to server_cpu), which answers with one 1-byte message once it has them all; *elapsed_ns is the first push
+/// to that answer. 0 or an errno.
+int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns);
 #ifdef __cplusplus
 }
 #endif
