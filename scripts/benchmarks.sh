@@ -23,6 +23,7 @@ swift build -c release --product demi >/dev/null
 (cd Benchmarks && swift build -c release >/dev/null)
 mkdir -p docs/benchmarks
 bench=$(.build/release/demi bench --count "$count" --reps "$reps" --inet-sizes 1024 16384 65536 \
+    --catmem-sizes 64 1024 16384 65536 \
     --json docs/benchmarks/demi-bench.json)
 harness=$(Benchmarks/.build/release/demi-benchmarks --count "$count" --reps "$reps" \
     --json docs/benchmarks/harness.json --svg-dir docs/benchmarks)

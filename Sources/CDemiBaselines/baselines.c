@@ -233,25 +233,30 @@ double demi_baseline_udp_local_round(int count) {
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-/* One SPSC ring of fixed 4 KiB slots plus a length word; indices on their own cache lines. */
+/* One SPSC ring of RING_SLOTS fixed-size slots (4 KiB, or the message size rounded up to 4 KiB for larger messages)
+ * plus a length word per slot; indices on their own cache lines. */
 #define RING_SLOTS 64
-#define SLOT_SIZE 4096
+#define MAX_MESSAGE (1 << 20)
 struct shm_ring {
     _Alignas(64) volatile uint64_t head; /* written by the consumer */
     _Alignas(64) volatile uint64_t tail; /* written by the producer */
     _Alignas(64) uint32_t lengths[RING_SLOTS];
-    _Alignas(64) char slots[RING_SLOTS][SLOT_SIZE];
+    _Alignas(64) char slots[]; /* RING_SLOTS slots of `slot` bytes */
 };
 
 struct ring_side {
     struct shm_ring *r;
+    size_t slot;
     uint64_t local, cached;
 };
+
+static size_t slot_for(int size) { return ((size_t)size + 4095) / 4096 * 4096; }
+static size_t ring_bytes(size_t slot) { return (sizeof(struct shm_ring) + RING_SLOTS * slot + 4095) / 4096 * 4096; }
 
 static void ring_push(struct ring_side *s, const char *msg, uint32_t len) {
     while (s->local - s->cached >= RING_SLOTS) s->cached = __atomic_load_n(&s->r->head, __ATOMIC_ACQUIRE);
     uint64_t i = s->local % RING_SLOTS;
-    memcpy(s->r->slots[i], msg, len);
+    memcpy(s->r->slots + i * s->slot, msg, len);
     s->r->lengths[i] = len;
     s->local++;
     __atomic_store_n(&s->r->tail, s->local, __ATOMIC_RELEASE);
@@ -261,30 +266,49 @@ static uint32_t ring_pop(struct ring_side *s, char *out) {
     while (s->cached == s->local) s->cached = __atomic_load_n(&s->r->tail, __ATOMIC_ACQUIRE);
     uint64_t i = s->local % RING_SLOTS;
     uint32_t len = s->r->lengths[i];
-    memcpy(out, s->r->slots[i], len);
+    memcpy(out, s->r->slots + i * s->slot, len);
     s->local++;
     __atomic_store_n(&s->r->head, s->local, __ATOMIC_RELEASE);
     return len;
 }
 
+/* Two rings (one each way) in one shared anonymous mapping; NULL with errno set on failure. */
+static void *ring_pair(size_t slot, struct shm_ring **first, struct shm_ring **second, size_t *bytes) {
+    size_t one = ring_bytes(slot);
+    *bytes = 2 * one;
+    void *mem = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) return NULL;
+    memset(mem, 0, *bytes);
+    *first = mem;
+    *second = (struct shm_ring *)((char *)mem + one);
+    return mem;
+}
+
 int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, int client_cpu, uint64_t *rtt_ns) {
-    if (size <= 0 || size > SLOT_SIZE || count <= 0 || warmup < 0) return EINVAL;
-    size_t bytes = 2 * sizeof(struct shm_ring);
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return errno;
-    memset(mem, 0, bytes);
-    struct shm_ring *ping = mem, *pong = ping + 1;
+    if (size <= 0 || size > MAX_MESSAGE || count <= 0 || warmup < 0) return EINVAL;
+    size_t slot = slot_for(size), bytes;
+    struct shm_ring *ping, *pong;
+    void *mem = ring_pair(slot, &ping, &pong, &bytes);
+    if (mem == NULL) return errno;
+    char *msg = malloc(slot), *buf = malloc(slot);
+    if (msg == NULL || buf == NULL) {
+        free(msg);
+        free(buf);
+        munmap(mem, bytes);
+        return ENOMEM;
+    }
     int total = warmup + count;
     pid_t child = fork();
     if (child < 0) {
         int e = errno;
+        free(msg);
+        free(buf);
         munmap(mem, bytes);
         return e;
     }
     if (child == 0) {
         pin(server_cpu);
-        struct ring_side in = {ping, 0, 0}, out = {pong, 0, 0};
-        char buf[SLOT_SIZE];
+        struct ring_side in = {ping, slot, 0, 0}, out = {pong, slot, 0, 0};
         for (int i = 0; i < total; i++) {
             uint32_t len = ring_pop(&in, buf);
             ring_push(&out, buf, len);
@@ -292,9 +316,8 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
         _exit(0);
     }
     pin(client_cpu);
-    struct ring_side out = {ping, 0, 0}, in = {pong, 0, 0};
-    char msg[SLOT_SIZE], buf[SLOT_SIZE];
-    memset(msg, 7, sizeof msg);
+    struct ring_side out = {ping, slot, 0, 0}, in = {pong, slot, 0, 0};
+    memset(msg, 7, (size_t)size);
     int rc = 0;
     for (int i = 0; i < total; i++) {
         uint64_t t0 = now_ns();
@@ -304,41 +327,51 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
     }
     int status = 0;
     waitpid(child, &status, 0);
+    free(msg);
+    free(buf);
     munmap(mem, bytes);
     return rc;
 }
 
 int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns) {
-    if (size <= 0 || size > SLOT_SIZE || count <= 0) return EINVAL;
-    size_t bytes = 2 * sizeof(struct shm_ring);
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return errno;
-    memset(mem, 0, bytes);
-    struct shm_ring *data = mem, *done = data + 1;
+    if (size <= 0 || size > MAX_MESSAGE || count <= 0) return EINVAL;
+    size_t slot = slot_for(size), bytes;
+    struct shm_ring *data, *done;
+    void *mem = ring_pair(slot, &data, &done, &bytes);
+    if (mem == NULL) return errno;
+    char *msg = malloc(slot), *buf = malloc(slot);
+    if (msg == NULL || buf == NULL) {
+        free(msg);
+        free(buf);
+        munmap(mem, bytes);
+        return ENOMEM;
+    }
     pid_t child = fork();
     if (child < 0) {
         int e = errno;
+        free(msg);
+        free(buf);
         munmap(mem, bytes);
         return e;
     }
     if (child == 0) {
         pin(server_cpu);
-        struct ring_side in = {data, 0, 0}, out = {done, 0, 0};
-        char buf[SLOT_SIZE];
+        struct ring_side in = {data, slot, 0, 0}, out = {done, slot, 0, 0};
         for (int i = 0; i < count; i++) ring_pop(&in, buf);
         ring_push(&out, buf, 1);
         _exit(0);
     }
     pin(client_cpu);
-    struct ring_side out = {data, 0, 0}, in = {done, 0, 0};
-    char msg[SLOT_SIZE], buf[SLOT_SIZE];
-    memset(msg, 7, sizeof msg);
+    struct ring_side out = {data, slot, 0, 0}, in = {done, slot, 0, 0};
+    memset(msg, 7, (size_t)size);
     uint64_t t0 = now_ns();
     for (int i = 0; i < count; i++) ring_push(&out, msg, (uint32_t)size);
     int rc = ring_pop(&in, buf) == 1 ? 0 : EIO;
     *elapsed_ns = now_ns() - t0;
     int status = 0;
     waitpid(child, &status, 0);
+    free(msg);
+    free(buf);
     munmap(mem, bytes);
     return rc;
 }

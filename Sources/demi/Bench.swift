@@ -45,6 +45,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed round trips before each run.") var warmup = 1000
     @Option(help: "Runs per figure (the median is reported).") var reps = 3
     @Option(parsing: .upToNextOption, help: "Message sizes for the round-trip table.") var sizes: [Int] = [64, 1024]
+    @Option(parsing: .upToNextOption, help: "catmem message sizes (default: --sizes; at most 1 MiB).")
+    var catmemSizes: [Int] = []
     @Option(help: "Bytes streamed by the throughput test.") var streamBytes = 256 << 20
     @Option(help: "catnap poll mode for the benchmark: busy, epoll or auto.") var pollMode = "busy"
     @Flag(help: "Skip the shared-memory (catmem) row.") var noCatmem = false
@@ -103,7 +105,7 @@ struct Bench: ParsableCommand {
             }
         }
         if !noCatmem {
-            for size in sizes where size <= 4096 {
+            for size in (catmemSizes.isEmpty ? sizes : catmemSizes) where size <= 1 << 20 {
                 var runs: [LatencySummary] = []
                 var rates: [Double] = []
                 var ring: [LatencySummary] = []
@@ -136,6 +138,22 @@ struct Bench: ParsableCommand {
             print("|---|---:|---:|")
             print(String(format: "| C SPSC shared-memory ring (2 processes) | %.0f | 1.00x |", median(cr)))
             print(String(format: "| catmem (2 processes) | %.0f | %.2fx |", median(mr), median(ratios)))
+            // Many clients: 16 pipes between the two processes, one 64 B message in flight on each, against the C
+            // ring pair's single ping-pong (messages per second) of the same repetition.
+            var one: [Double] = [], many: [Double] = [], ring: [Double] = []
+            for _ in 0..<reps {
+                ring.append(1e9 / (try shmBaseline(size: 64)).mean)
+                one.append(try catmemMany(pipes: 1, size: 64))
+                many.append(try catmemMany(pipes: 16, size: 64))
+            }
+            print("")
+            print("Many clients, 64 B: pipes between the two processes, one message in flight on each, each side waiting on all:")
+            print("| system | msgs/s | vs C ring (1 pair) |")
+            print("|---|---:|---:|")
+            let r = median(ring)
+            print(String(format: "| C SPSC shared-memory ring (2 processes, 1 pair) | %.0f | 1.00x |", r))
+            print(String(format: "| catmem, 1 pipe (wait_any) | %.0f | %.2fx |", median(one), median(one) / r))
+            print(String(format: "| catmem, 16 pipes (wait_any) | %.0f | %.2fx |", median(many), median(many) / r))
         }
         if catmemOnly { return }
 
@@ -340,6 +358,45 @@ struct Bench: ParsableCommand {
         guard let done = r.sga, done.count == 1 else { throw r.error ?? Errno.ioError }
         try os.sgafree(done)
         return Double(messages - 1) * 1e9 / Double(elapsed)
+    }
+
+    /// Many clients on catmem: `pipes` pipes to one echo process (`shm-echo` with several names, waiting on all at
+    /// once), one `size`-byte message in flight on each, this process waiting on all pops at once. Messages per
+    /// second over `count` echoed messages.
+    func catmemMany(pipes: Int, size: Int) throws -> Double {
+        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
+        let base = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let names = (0..<pipes).map { "\(base)-\($0)" }
+        let qds = try names.map { try os.createPipe($0) }
+        let peer = Process()
+        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        peer.arguments = ["shm-echo"] + names + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+        try peer.run()
+        defer {
+            for q in qds { try? os.close(q) }
+            peer.waitUntilExit()
+        }
+        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
+        let msg = try os.sgaalloc(size)
+        defer { try? os.sgafree(msg) }
+        let count = self.count, warmup = self.warmup
+        var pops: [QToken] = []
+        for q in qds {
+            _ = try os.wait(try os.push(q, msg))
+            pops.append(try os.pop(q))
+        }
+        var done = 0
+        var t0 = now()
+        while done < warmup + count {
+            let (k, r) = try os.waitAny(pops)
+            guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
+            try os.sgafree(sga)
+            done += 1
+            if done == warmup { t0 = now() }
+            _ = try os.wait(try os.push(qds[k], msg))
+            pops[k] = try os.pop(qds[k])
+        }
+        return Double(count) * 1e9 / Double(now() - t0)
     }
 
     /// The C ring pair's one-way streaming, the same way (messages per second).

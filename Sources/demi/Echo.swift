@@ -128,6 +128,8 @@ struct SharedMemoryEcho: ParsableCommand {
         commandName: "shm-echo", abstract: "Echo on a shared-memory pipe (used by demi bench).", shouldDisplay: false)
 
     @Argument var name: String
+    /// Further pipes to serve (many clients): every pipe is echoed, waiting on all of them at once.
+    @Argument var more: [String] = []
     @Option var cpu: Int?
     /// Sink mode first (one-way streaming): pop this many messages, then answer with one 1-byte message.
     @Option var sink: Int?
@@ -142,6 +144,10 @@ struct SharedMemoryEcho: ParsableCommand {
                 guard (error == .noEntry || error == .wouldBlock) && Date() < deadline else { throw error }
                 usleep(200)
             }
+        }
+        if !more.isEmpty {
+            try echoMany(os, [qd!] + openAll(os, more))
+            return
         }
         if let sink {
             for _ in 0..<sink {
@@ -163,6 +169,45 @@ struct SharedMemoryEcho: ParsableCommand {
             try os.sgafree(sga)
         }
         try os.close(qd!)
+    }
+}
+
+extension SharedMemoryEcho {
+    func openAll(_ os: LibOS, _ names: [String]) throws -> [QDesc] {
+        let deadline = Date().addingTimeInterval(20)
+        var qds: [QDesc] = []
+        for n in names {
+            while true {
+                do {
+                    qds.append(try os.openPipe(n))
+                    break
+                } catch {
+                    guard (error == .noEntry || error == .wouldBlock) && Date() < deadline else { throw error }
+                    usleep(200)
+                }
+            }
+        }
+        return qds
+    }
+
+    /// Echoes on every pipe of `qds` until each has ended, one pop armed on each, waiting on all at once.
+    func echoMany(_ os: LibOS, _ qds: [QDesc]) throws {
+        var pops = try qds.map { try os.pop($0) }
+        var owner = Array(qds.indices)   // pops[k] belongs to qds[owner[k]]
+        while !pops.isEmpty {
+            let (k, r) = try os.waitAny(pops)
+            let q = qds[owner[k]]
+            guard let sga = r.sga, sga.count > 0 else {
+                if let s = r.sga { try os.sgafree(s) }
+                try? os.close(q)
+                pops.remove(at: k)
+                owner.remove(at: k)
+                continue
+            }
+            _ = try os.wait(try os.push(q, sga))
+            try os.sgafree(sga)
+            pops[k] = try os.pop(q)
+        }
     }
 }
 

@@ -37,7 +37,7 @@ double demi_baseline_udp_local_round(int count);
 extern "C" {
 #endif
 /// Plain C single-producer single-consumer rings in shared memory between two processes (the child is forked and
-/// runs only this C code): `warmup` + `count` ping-pong round trips of `size`-byte messages (at most 4096), the
+/// runs only this C code): `warmup` + `count` ping-pong round trips of `size`-byte messages (at most 1 MiB; 64 slots of 4 KiB per ring, or of the size rounded up to 4 KiB), the
 /// child echoing each message through a second ring. Rings keep head and tail on separate cache lines and each side
 /// caches the other's index. Writes the `count` round-trip times (ns) into `rtt_ns`. Returns 0 or an errno.
 int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, int client_cpu, uint64_t *rtt_ns);
