@@ -48,11 +48,22 @@ $(uname -r), Swift $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*
   catnap runs the same pattern through PDPIX (push, pop, wait) with \`poll_mode: busy\`.
 - catmem is two processes exchanging messages through a shared-memory pipe; the kernel is not involved. Its
   baseline is a plain C single-producer single-consumer ring pair in shared memory between two processes (forked),
-  with the same cache-line layout, spinning on the indices.
+  with the same cache-line layout, spinning on the indices (64 slots per ring, each 4 KiB or the message size
+  rounded up to 4 KiB). One-way streaming: the producer pushes 1,000,000 messages of 64 bytes, the consumer pops them
+  and answers once at the end; messages per second from the first push to that answer. Many clients on catmem: 16
+  pipes between the same two processes, one message in flight on each, both sides waiting on all of them at once
+  (\`wait_any\`), against the C ring pair's single ping-pong.
+- The user-space stack ("inetstack") runs both ends in one thread over an in-memory link: its figures are CPU time
+  per I/O of that thread, both stacks included. Messages above one segment (16 and 64 KiB TCP) are popped in parts
+  until the whole message is back; UDP above 1,472 bytes goes in IP fragments.
 - The microbenchmarks run on one thread. "libOS time per I/O" is the single-thread push+pop round on catnap minus the
   same two system calls made directly from C, halved (two I/Os per round).
 - SwiftNIO runs its own event loops (one thread each for client and server, not pinned) with the C baseline measured
   again in the same process.
+- catpowder and catnip (the stack on AF_PACKET, AF_XDP and DPDK) need root and network namespaces: their sections at
+  the end are the documents of their own runs (\`scripts/bench-catpowder.sh\`, \`scripts/bench-catnip.sh\`, or all
+  at once with \`sudo REAL_LINKS=1 scripts/benchmarks.sh\`), each with its date, commit, method and baselines (the
+  kernel's stack on the same link, and bare frame ping-pongs with no stack).
 
 ## demi bench
 
