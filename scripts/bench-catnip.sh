@@ -9,6 +9,7 @@
 #                     the run (removed at the end), falling back to --no-huge if the kernel has none to give
 #   ONLY=echo|goodput run one part (echo includes the many-clients rows)
 #   MANY=N            connections (UDP: sockets) of the many-clients rows (default 16; 1: no such rows)
+#   BIG=N             message size of the large-message echo rows (default 65000; 64: no such rows)
 #   SUBNET_INDEX=N    198.18.N.0/24 (default 150)
 #
 # Test hosts (scripts/testhosts.sh): host a has the server, host b the client, a veth pair between them, 198.18.N.0/24,
@@ -116,9 +117,9 @@ print(ns(*p50.groups()), ns(*p99.groups()), float(rate.group(1)) if rate else 0)
 PY
 }
 
-# echo_one SETUP PROTO [CONNECTIONS] -> "p50 p99 msgs/s"
+# echo_one SETUP PROTO [CONNECTIONS [SIZE]] -> "p50 p99 msgs/s"
 echo_one() {
-    local setup=$1 proto=$2 conns=${3:-1} senv cenv addr out
+    local setup=$1 proto=$2 conns=${3:-1} msize=${4:-64} senv cenv addr out
     case $setup in
         kernel) senv="LIBOS=catnap"; addr=198.18.$n.4; cenv="LIBOS=catnap";;
         catpowder) senv="LIBOS=catpowder LINUX_INTERFACE_NAME=veth0 LOCAL_IPV4_ADDR=198.18.$n.1"; addr=198.18.$n.1
@@ -146,8 +147,10 @@ echo_one() {
     start_server "$senv" echo --proto "$proto" --addr "$addr:7"
     sleep 1
     local cpid
-    env $cenv POLL_MODE=busy ip netns exec "$name-b" "$demi" ping --proto "$proto" --addr "$addr:7" --size 64 \
-        --count "$count" --connections "$conns" --cpu 0 >"$tmp/client" 2>&1 &
+    local n_rt=$count
+    [ "$msize" -gt 64 ] && n_rt=$(( count / 10 ))
+    env $cenv POLL_MODE=busy ip netns exec "$name-b" "$demi" ping --proto "$proto" --addr "$addr:7" --size "$msize" \
+        --count "$n_rt" --connections "$conns" --cpu 0 >"$tmp/client" 2>&1 &
     cpid=$!
     pids+=("$cpid")
     wait "$cpid" || { echo "client failed ($setup $proto): $(cat "$tmp/client") server: $(cat "$tmp/server")" >&2; exit 1; }
@@ -270,6 +273,37 @@ print("| %s | %s | %.2f µs | %.0f | %.0f-%.0f | %.2fx | %.2fx |" % (proto, labe
     done
 fi
 
+# Large messages: BIG-byte echo (UDP: one datagram in IP fragments), one message in flight.
+brows=()
+big=${BIG:-65000}
+if [ "$only" != goodput ] && [ "$big" -gt 64 ]; then
+    bsetups="kernel catpowder catnip"
+    declare -A br
+    for r in $(seq "$reps"); do
+        for proto in udp tcp; do
+            for setup in $bsetups; do
+                echo_one "$setup" "$proto" 1 "$big" >"$tmp/result"
+                read -r x y z <"$tmp/result"
+                br[$proto.$setup.p50]="${br[$proto.$setup.p50]:-} $x"
+                br[$proto.$setup.rate]="${br[$proto.$setup.rate]:-} $z"
+                echo "big rep $r $proto $setup: p50 $x msgs/s $z" >&2
+            done
+        done
+    done
+    for proto in udp tcp; do
+        for setup in $bsetups; do
+            brows+=("$(python3 -c 'import sys, statistics as st
+proto, label, size, p, r, kp, kr = sys.argv[1:]
+p, r, kp, kr = ([float(x) for x in v.split()] for v in (p, r, kp, kr))
+g = st.median(r) * int(size) * 8 / 1e9
+print("| %s | %s | %.1f µs | %.2f | %.2fx | %.2fx |" % (proto, label, st.median(p) / 1e3, g,
+      st.median(p) / st.median(kp), st.median(r) / st.median(kr)))' \
+                "$proto" "$(label $setup)" "$big" "${br[$proto.$setup.p50]}" "${br[$proto.$setup.rate]}" \
+                "${br[$proto.kernel.p50]}" "${br[$proto.kernel.rate]}")")
+        done
+    done
+fi
+
 grows=()
 if [ "$only" != echo ]; then
     gsetups="kernel catpowder catnip catnip-copy kernel-catnip catnip-kernel catnip-ring"
@@ -349,6 +383,21 @@ above 1 is faster).
 |---|---|---:|---:|---:|---:|---:|
 DOC
 printf '%s\n' "${mrows[@]}"
+fi
+if [ ${#brows[@]} -gt 0 ]; then
+cat <<DOC
+
+## Large messages
+
+\`demi ping --size $big\`, one message in flight ($((count / 10)) round trips per run, $reps repetitions): UDP sends
+each message as one datagram in IP fragments (catnip's net_af_packet gets it back whole from the kernel, catpowder
+reassembles it), TCP in segments. Gbit/s is each way; "vs kernel" divides by kernel -> kernel (p50: below 1 is
+faster; throughput: above 1 is faster).
+
+| proto | client -> server | p50 | Gbit/s each way | p50 vs kernel | throughput vs kernel |
+|---|---|---:|---:|---:|---:|
+DOC
+printf '%s\n' "${brows[@]}"
 fi
 if [ ${#grows[@]} -gt 0 ]; then
 cat <<DOC
