@@ -272,107 +272,112 @@ static uint32_t ring_pop(struct ring_side *s, char *out) {
     return len;
 }
 
-/* Two rings (one each way) in one shared anonymous mapping; NULL with errno set on failure. */
-static void *ring_pair(size_t slot, struct shm_ring **first, struct shm_ring **second, size_t *bytes) {
-    size_t one = ring_bytes(slot);
-    *bytes = 2 * one;
-    void *mem = mmap(NULL, *bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) return NULL;
-    memset(mem, 0, *bytes);
-    *first = mem;
-    *second = (struct shm_ring *)((char *)mem + one);
-    return mem;
+/* What one ring-pair run needs: two rings (one each way) in one shared anonymous mapping, and a message buffer and a
+ * receive buffer of one slot each. */
+struct ring_run {
+    void *mem;
+    size_t bytes, slot;
+    struct shm_ring *first, *second;
+    char *msg, *buf;
+};
+
+static int ring_run_open(struct ring_run *r, int size) {
+    r->slot = slot_for(size);
+    size_t one = ring_bytes(r->slot);
+    r->bytes = 2 * one;
+    r->mem = mmap(NULL, r->bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (r->mem == MAP_FAILED) return errno;
+    memset(r->mem, 0, r->bytes);
+    r->first = r->mem;
+    r->second = (struct shm_ring *)((char *)r->mem + one);
+    r->msg = malloc(r->slot);
+    r->buf = malloc(r->slot);
+    if (r->msg == NULL || r->buf == NULL) {
+        free(r->msg);
+        free(r->buf);
+        munmap(r->mem, r->bytes);
+        return ENOMEM;
+    }
+    memset(r->msg, 7, (size_t)size);
+    return 0;
+}
+
+static void ring_run_close(struct ring_run *r) {
+    free(r->msg);
+    free(r->buf);
+    munmap(r->mem, r->bytes);
+}
+
+/* Forks the far side: in the child runs `body` (pinned to `cpu`) and exits; returns the child's pid or -errno. */
+static pid_t ring_run_fork(struct ring_run *r, int cpu, void (*body)(struct ring_run *, int), int arg) {
+    pid_t child = fork();
+    if (child < 0) return -errno;
+    if (child == 0) {
+        pin(cpu);
+        body(r, arg);
+        _exit(0);
+    }
+    return child;
+}
+
+static void echo_side(struct ring_run *r, int total) {
+    struct ring_side in = {r->first, r->slot, 0, 0}, out = {r->second, r->slot, 0, 0};
+    for (int i = 0; i < total; i++) {
+        uint32_t len = ring_pop(&in, r->buf);
+        ring_push(&out, r->buf, len);
+    }
+}
+
+static void sink_side(struct ring_run *r, int count) {
+    struct ring_side in = {r->first, r->slot, 0, 0}, out = {r->second, r->slot, 0, 0};
+    for (int i = 0; i < count; i++) ring_pop(&in, r->buf);
+    ring_push(&out, r->buf, 1);
 }
 
 int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, int client_cpu, uint64_t *rtt_ns) {
     if (size <= 0 || size > MAX_MESSAGE || count <= 0 || warmup < 0) return EINVAL;
-    size_t slot = slot_for(size), bytes;
-    struct shm_ring *ping, *pong;
-    void *mem = ring_pair(slot, &ping, &pong, &bytes);
-    if (mem == NULL) return errno;
-    char *msg = malloc(slot), *buf = malloc(slot);
-    if (msg == NULL || buf == NULL) {
-        free(msg);
-        free(buf);
-        munmap(mem, bytes);
-        return ENOMEM;
-    }
+    struct ring_run r;
+    int rc = ring_run_open(&r, size);
+    if (rc) return rc;
     int total = warmup + count;
-    pid_t child = fork();
+    pid_t child = ring_run_fork(&r, server_cpu, echo_side, total);
     if (child < 0) {
-        int e = errno;
-        free(msg);
-        free(buf);
-        munmap(mem, bytes);
-        return e;
-    }
-    if (child == 0) {
-        pin(server_cpu);
-        struct ring_side in = {ping, slot, 0, 0}, out = {pong, slot, 0, 0};
-        for (int i = 0; i < total; i++) {
-            uint32_t len = ring_pop(&in, buf);
-            ring_push(&out, buf, len);
-        }
-        _exit(0);
+        ring_run_close(&r);
+        return (int)-child;
     }
     pin(client_cpu);
-    struct ring_side out = {ping, slot, 0, 0}, in = {pong, slot, 0, 0};
-    memset(msg, 7, (size_t)size);
-    int rc = 0;
+    struct ring_side out = {r.first, r.slot, 0, 0}, in = {r.second, r.slot, 0, 0};
     for (int i = 0; i < total; i++) {
         uint64_t t0 = now_ns();
-        ring_push(&out, msg, (uint32_t)size);
-        if (ring_pop(&in, buf) != (uint32_t)size) { rc = EIO; }
+        ring_push(&out, r.msg, (uint32_t)size);
+        if (ring_pop(&in, r.buf) != (uint32_t)size) { rc = EIO; }
         if (i >= warmup) rtt_ns[i - warmup] = now_ns() - t0;
     }
     int status = 0;
     waitpid(child, &status, 0);
-    free(msg);
-    free(buf);
-    munmap(mem, bytes);
+    ring_run_close(&r);
     return rc;
 }
 
 int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns) {
     if (size <= 0 || size > MAX_MESSAGE || count <= 0) return EINVAL;
-    size_t slot = slot_for(size), bytes;
-    struct shm_ring *data, *done;
-    void *mem = ring_pair(slot, &data, &done, &bytes);
-    if (mem == NULL) return errno;
-    char *msg = malloc(slot), *buf = malloc(slot);
-    if (msg == NULL || buf == NULL) {
-        free(msg);
-        free(buf);
-        munmap(mem, bytes);
-        return ENOMEM;
-    }
-    pid_t child = fork();
+    struct ring_run r;
+    int rc = ring_run_open(&r, size);
+    if (rc) return rc;
+    pid_t child = ring_run_fork(&r, server_cpu, sink_side, count);
     if (child < 0) {
-        int e = errno;
-        free(msg);
-        free(buf);
-        munmap(mem, bytes);
-        return e;
-    }
-    if (child == 0) {
-        pin(server_cpu);
-        struct ring_side in = {data, slot, 0, 0}, out = {done, slot, 0, 0};
-        for (int i = 0; i < count; i++) ring_pop(&in, buf);
-        ring_push(&out, buf, 1);
-        _exit(0);
+        ring_run_close(&r);
+        return (int)-child;
     }
     pin(client_cpu);
-    struct ring_side out = {data, slot, 0, 0}, in = {done, slot, 0, 0};
-    memset(msg, 7, (size_t)size);
+    struct ring_side out = {r.first, r.slot, 0, 0}, in = {r.second, r.slot, 0, 0};
     uint64_t t0 = now_ns();
-    for (int i = 0; i < count; i++) ring_push(&out, msg, (uint32_t)size);
-    int rc = ring_pop(&in, buf) == 1 ? 0 : EIO;
+    for (int i = 0; i < count; i++) ring_push(&out, r.msg, (uint32_t)size);
+    rc = ring_pop(&in, r.buf) == 1 ? 0 : EIO;
     *elapsed_ns = now_ns() - t0;
     int status = 0;
     waitpid(child, &status, 0);
-    free(msg);
-    free(buf);
-    munmap(mem, bytes);
+    ring_run_close(&r);
     return rc;
 }
 
