@@ -203,21 +203,30 @@ label() {
     esac
 }
 
+# collect TAG CONNECTIONS SIZE SETUP...: REPS rounds, each going round both protocols and every setup in turn (so
+# drift hits them alike); each run's p50, p99 (ns) and msgs/s are appended to runs[TAG.PROTO.SETUP.p50|p99|rate].
 declare -A runs
-erows=() costrows=()
-if [ "$only" != goodput ]; then
-    esetups="kernel catpowder catnip catnip-copy kernel-catnip bare device"
+collect() {
+    local tag=$1 conns=$2 size=$3 r proto setup x y z
+    shift 3
     for r in $(seq "$reps"); do
         for proto in udp tcp; do
-            for setup in $esetups; do
-                echo_one "$setup" "$proto" >"$tmp/result"
-                read -r x y _ <"$tmp/result"
-                runs[$proto.$setup.p50]="${runs[$proto.$setup.p50]:-} $x"
-                runs[$proto.$setup.p99]="${runs[$proto.$setup.p99]:-} $y"
-                echo "rep $r $proto $setup: p50 $x p99 $y ns" >&2
+            for setup in "$@"; do
+                echo_one "$setup" "$proto" "$conns" "$size" >"$tmp/result"
+                read -r x y z <"$tmp/result"
+                runs[$tag.$proto.$setup.p50]="${runs[$tag.$proto.$setup.p50]:-} $x"
+                runs[$tag.$proto.$setup.p99]="${runs[$tag.$proto.$setup.p99]:-} $y"
+                runs[$tag.$proto.$setup.rate]="${runs[$tag.$proto.$setup.rate]:-} $z"
+                echo "$tag rep $r $proto $setup: p50 $x p99 $y ns, $z msgs/s" >&2
             done
         done
     done
+}
+
+erows=() costrows=()
+if [ "$only" != goodput ]; then
+    esetups="kernel catpowder catnip catnip-copy kernel-catnip bare device"
+    collect echo 1 64 $esetups
     for proto in udp tcp; do
         for setup in $esetups; do
             erows+=("$(python3 -c 'import sys, statistics as st
@@ -226,8 +235,8 @@ a, b, ka, kb = ([float(x) for x in v.split()] for v in (a, b, ka, kb))
 f = lambda x: "%.2f µs" % (x / 1e3)
 print("| %s | %s | %s | %s-%s | %s | %.2fx | %.2fx |" % (proto, label, f(st.median(a)), f(min(a)), f(max(a)),
       f(st.median(b)), st.median(a) / st.median(ka), st.median(b) / st.median(kb)))' \
-                "$proto" "$(label $setup)" "${runs[$proto.$setup.p50]}" "${runs[$proto.$setup.p99]}" \
-                "${runs[$proto.kernel.p50]}" "${runs[$proto.kernel.p99]}")")
+                "$proto" "$(label $setup)" "${runs[echo.$proto.$setup.p50]}" "${runs[echo.$proto.$setup.p99]}" \
+                "${runs[echo.$proto.kernel.p50]}" "${runs[echo.$proto.kernel.p99]}")")
         done
         # Stack cost: per repetition (catnip - bare) and (device - bare), then the median.
         costrows+=("$(python3 -c 'import sys, statistics as st
@@ -238,8 +247,8 @@ dd = [x - b for x, b in zip(dev, bare)]
 print("| %s | %.2f µs | %.2f µs | %.2f µs | %.0f ns | %.0f ns | %.2fx | %.2fx |" % (proto, st.median(bare) / 1e3,
       st.median(cat) / 1e3, st.median(d) / 1e3, st.median(d) / 4, st.median(dd) / 4,
       st.median(cat) / st.median(bare), st.median(ker) / st.median(bare)))' \
-            "$proto" "${runs[$proto.catnip.p50]}" "${runs[$proto.bare.p50]}" "${runs[$proto.device.p50]}" \
-            "${runs[$proto.catpowder.p50]}" "${runs[$proto.kernel.p50]}")")
+            "$proto" "${runs[echo.$proto.catnip.p50]}" "${runs[echo.$proto.bare.p50]}" "${runs[echo.$proto.device.p50]}" \
+            "${runs[echo.$proto.catpowder.p50]}" "${runs[echo.$proto.kernel.p50]}")")
     done
 fi
 
@@ -248,18 +257,7 @@ mrows=()
 many=${MANY:-16}
 if [ "$only" != goodput ] && [ "$many" -gt 1 ]; then
     msetups="kernel catpowder catnip"
-    declare -A mr
-    for r in $(seq "$reps"); do
-        for proto in udp tcp; do
-            for setup in $msetups; do
-                echo_one "$setup" "$proto" "$many" >"$tmp/result"
-                read -r x y z <"$tmp/result"
-                mr[$proto.$setup.p50]="${mr[$proto.$setup.p50]:-} $x"
-                mr[$proto.$setup.rate]="${mr[$proto.$setup.rate]:-} $z"
-                echo "many rep $r $proto $setup: p50 $x msgs/s $z" >&2
-            done
-        done
-    done
+    collect many "$many" 64 $msetups
     for proto in udp tcp; do
         for setup in $msetups; do
             mrows+=("$(python3 -c 'import sys, statistics as st
@@ -267,8 +265,8 @@ proto, label, p, r, kp, kr = sys.argv[1:]
 p, r, kp, kr = ([float(x) for x in v.split()] for v in (p, r, kp, kr))
 print("| %s | %s | %.2f µs | %.0f | %.0f-%.0f | %.2fx | %.2fx |" % (proto, label, st.median(p) / 1e3, st.median(r),
       min(r), max(r), st.median(p) / st.median(kp), st.median(r) / st.median(kr)))' \
-                "$proto" "$(label $setup)" "${mr[$proto.$setup.p50]}" "${mr[$proto.$setup.rate]}" \
-                "${mr[$proto.kernel.p50]}" "${mr[$proto.kernel.rate]}")")
+                "$proto" "$(label $setup)" "${runs[many.$proto.$setup.p50]}" "${runs[many.$proto.$setup.rate]}" \
+                "${runs[many.$proto.kernel.p50]}" "${runs[many.$proto.kernel.rate]}")")
         done
     done
 fi
@@ -278,18 +276,7 @@ brows=()
 big=${BIG:-65000}
 if [ "$only" != goodput ] && [ "$big" -gt 64 ]; then
     bsetups="kernel catpowder catnip"
-    declare -A br
-    for r in $(seq "$reps"); do
-        for proto in udp tcp; do
-            for setup in $bsetups; do
-                echo_one "$setup" "$proto" 1 "$big" >"$tmp/result"
-                read -r x y z <"$tmp/result"
-                br[$proto.$setup.p50]="${br[$proto.$setup.p50]:-} $x"
-                br[$proto.$setup.rate]="${br[$proto.$setup.rate]:-} $z"
-                echo "big rep $r $proto $setup: p50 $x msgs/s $z" >&2
-            done
-        done
-    done
+    collect big 1 "$big" $bsetups
     for proto in udp tcp; do
         for setup in $bsetups; do
             brows+=("$(python3 -c 'import sys, statistics as st
@@ -298,8 +285,8 @@ p, r, kp, kr = ([float(x) for x in v.split()] for v in (p, r, kp, kr))
 g = st.median(r) * int(size) * 8 / 1e9
 print("| %s | %s | %.1f µs | %.2f | %.2fx | %.2fx |" % (proto, label, st.median(p) / 1e3, g,
       st.median(p) / st.median(kp), st.median(r) / st.median(kr)))' \
-                "$proto" "$(label $setup)" "$big" "${br[$proto.$setup.p50]}" "${br[$proto.$setup.rate]}" \
-                "${br[$proto.kernel.p50]}" "${br[$proto.kernel.rate]}")")
+                "$proto" "$(label $setup)" "$big" "${runs[big.$proto.$setup.p50]}" "${runs[big.$proto.$setup.rate]}" \
+                "${runs[big.$proto.kernel.p50]}" "${runs[big.$proto.kernel.rate]}")")
         done
     done
 fi

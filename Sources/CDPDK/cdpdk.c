@@ -235,21 +235,9 @@ void cdpdk_mbuf_free_segment(void *mbuf) { rte_pktmbuf_free_seg(mbuf); }
 void cdpdk_mbuf_free_bulk(void **mbufs, unsigned count) { rte_pktmbuf_free_bulk((struct rte_mbuf **)mbufs, count); }
 
 void *cdpdk_mbuf_alloc_describe(void *mempool, uint16_t length, struct cdpdk_segment *out) {
-    struct rte_mbuf *m = rte_pktmbuf_alloc(mempool);
-    if (m == NULL) return NULL;
-    if (length > rte_pktmbuf_tailroom(m)) {
-        rte_pktmbuf_free(m);
-        return NULL;
-    }
-    m->data_len = length;
-    m->pkt_len = length;
-    out->buf_addr = m->buf_addr;
-    out->next = NULL;
-    out->pkt_len = length;
-    out->buf_len = m->buf_len;
-    out->data_off = m->data_off;
-    out->data_len = length;
-    out->nb_segs = 1;
+    void *data;
+    void *m = cdpdk_mbuf_alloc(mempool, length, &data);
+    if (m != NULL) cdpdk_mbuf_describe(m, out);
     return m;
 }
 

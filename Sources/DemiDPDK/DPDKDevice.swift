@@ -910,7 +910,7 @@ public final class DPDKDevice: PhysicalLayer {
         let h = frame.header
         guard h.pointee.next == nil, h.pointee.kind == BufferHeader.Kind.external, h.pointee.refcount == 1,
               let m = h.pointee.external, let storage = h.pointee.storage,
-              h.pointee.owner == Unmanaged.passUnretained(pool).toOpaque(),
+              h.pointee.owner == poolIdentity,
               cdpdk_mbuf_is_own(m, mempool, storage) != 0
                 || (receiveMempool != mempool && cdpdk_mbuf_is_own(m, receiveMempool, storage) != 0)
         else { return nil }
@@ -923,12 +923,11 @@ public final class DPDKDevice: PhysicalLayer {
 
     /// A frame of several pieces as an mbuf chain in which every piece that lies in an mbuf of this device is
     /// attached (an indirect mbuf referencing it) rather than copied; the first piece (the headers) and the others are
-    /// copied. Releases the frame and returns the chain, or returns nil (the frame untouched) if no piece can be
-    /// attached, the frame has too many pieces, or a mempool ran dry.
+    /// copied, in one walk of the chain. Releases the frame and returns the chain, or returns nil (the frame
+    /// untouched) if the frame has too many pieces or a mempool ran dry.
     @inline(__always)
     func attachPieces(_ frame: DemiBuffer, _ length: Int) -> UnsafeMutableRawPointer? {
         var n = 0
-        var any = false
         let copyBelow = configuration.transmitCopyBelow
         var h: UnsafeMutablePointer<BufferHeader>? = frame.header
         while let c = h {
@@ -940,20 +939,20 @@ public final class DPDKDevice: PhysicalLayer {
                 if root.pointee.kind == BufferHeader.Kind.external, root.pointee.owner == poolIdentity,
                    let object = root.pointee.external, Int(c.pointee.length) >= copyBelow {
                     mbuf = object
-                    any = true
                 }
             }
             pieces[n] = cdpdk_tx_piece(data: UnsafeRawPointer(data), mbuf: mbuf, length: c.pointee.length)
             n += 1
             h = c.pointee.next
         }
-        guard any else { return nil }
         var attached: UInt32 = 0
         guard let m = cdpdk_tx_build(mempool, indirectMempool, pieces, UInt32(n), UInt32(length), &attached)
         else { return nil }
         frame.releaseChain()
-        attachedTransmits += 1
-        attachedPieces += Int(attached)
+        if attached > 0 {
+            attachedTransmits += 1
+            attachedPieces += Int(attached)
+        }
         return m
     }
 

@@ -18,7 +18,7 @@ import Glibc
 /// The pinger sends one frame of EtherType ``etherType`` (sequence number after the header) and waits for it to come
 /// back before sending the next; the reflector swaps the MAC addresses and sends the same frame (mbuf) back.
 public enum FramePingPong {
-    public static let etherType: UInt16 = 0x88B5
+    public static let etherType: UInt16 = RawFramePingPong.etherType
 
     public enum Layer: String, Sendable, CaseIterable {
         case bare, device
@@ -42,7 +42,12 @@ public enum FramePingPong {
             guard r >= 0 else { throw .portSetupFailed(port: d.port, step: "ping", code: Int32(-r)) }
             return (samples, Int(r))
         case .device:
-            return try pingThroughDevice(d, to: peer, length: max(60, length), warmup: warmup, count: count)
+            do {
+                return try RawFramePingPong.ping(d, pool: d.pool, from: d.macAddress, to: peer, length: length,
+                                                 warmup: warmup, count: count)
+            } catch {
+                throw .portSetupFailed(port: d.port, step: "ping: \(error)", code: error.code.rawValue)
+            }
         }
     }
 
@@ -53,83 +58,8 @@ public enum FramePingPong {
             d.flush()
             return Int(cdpdk_bare_reflect(d.port, etherType, UInt64(frames), UInt64(idleSeconds * 1e9)))
         case .device:
-            return reflectThroughDevice(d, frames: frames, idleSeconds: idleSeconds)
+            return RawFramePingPong.reflect(d, frames: frames, idleSeconds: idleSeconds)
         }
-    }
-
-    static func isOurs(_ f: DemiBuffer) -> Bool {
-        f.count >= 18 && f.bytes[12] == UInt8(etherType >> 8) && f.bytes[13] == UInt8(etherType & 0xFF)
-    }
-
-    static func pingThroughDevice(_ d: DPDKDevice, to peer: MACAddress, length: Int, warmup: Int,
-                                  count: Int) throws(DPDKError) -> (samples: [UInt64], resent: Int) {
-        var samples = [UInt64](repeating: 0, count: count)
-        let rx = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
-        defer { rx.deallocate() }
-        var resent = 0
-        for i in 0..<(warmup + count) {
-            var start = Instant.now()
-            var answered = false
-            for attempt in 0..<5 where !answered {
-                guard let f = d.pool.allocate(size: length) else {
-                    throw .portSetupFailed(port: d.port, step: "ping", code: ENOMEM)
-                }
-                let b = f.bytes
-                withUnsafeBytes(of: peer.bytes) { for k in 0..<6 { b[k] = $0[k] } }
-                withUnsafeBytes(of: d.macAddress.bytes) { for k in 0..<6 { b[6 + k] = $0[k] } }
-                b[12] = UInt8(etherType >> 8)
-                b[13] = UInt8(etherType & 0xFF)
-                b.storeBytes(of: UInt32(truncatingIfNeeded: i), toByteOffset: 14, as: UInt32.self)
-                for k in 18..<length { b[k] = 0x5A }
-                if attempt > 0 { resent += 1 }
-                start = Instant.now()
-                d.transmit(f, now: start)
-                d.flush()
-                let deadline = start.rawValue + 1_000_000_000
-                while !answered {
-                    let now = Instant.now()
-                    if now.rawValue > deadline { break }
-                    let n = d.receive(into: rx, capacity: 32, now: now)
-                    for k in 0..<n {
-                        let g = rx[k]
-                        if isOurs(g), g.bytes.loadUnaligned(fromByteOffset: 14, as: UInt32.self) == UInt32(truncatingIfNeeded: i) {
-                            answered = true
-                        }
-                        g.releaseChain()
-                    }
-                }
-            }
-            guard answered else { throw .portSetupFailed(port: d.port, step: "ping", code: ETIMEDOUT) }
-            if i >= warmup { samples[i - warmup] = UInt64(Instant.now().rawValue - start.rawValue) }
-        }
-        return (samples, resent)
-    }
-
-    static func reflectThroughDevice(_ d: DPDKDevice, frames: Int, idleSeconds: Double) -> Int {
-        let rx = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
-        defer { rx.deallocate() }
-        var reflected = 0
-        var last = Instant.now().rawValue
-        let idle = Int64(idleSeconds * 1e9)
-        while reflected < frames {
-            let now = Instant.now()
-            let n = d.receive(into: rx, capacity: 32, now: now)
-            if n == 0 {
-                if now.rawValue - last > idle { break }
-                continue
-            }
-            last = now.rawValue
-            for k in 0..<n {
-                let f = rx[k]
-                guard isOurs(f) else { f.releaseChain(); continue }
-                let b = f.bytes
-                for j in 0..<6 { b.swapAt(j, 6 + j) }
-                d.transmit(f, now: now)   // the received mbuf goes back as it is (zero-copy transmit)
-                reflected += 1
-            }
-            d.flush()
-        }
-        return reflected
     }
 }
 #endif

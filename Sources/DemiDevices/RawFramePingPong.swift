@@ -15,7 +15,12 @@ public enum RawFramePingPong {
 
     public struct Failure: Error, Sendable, Hashable, CustomStringConvertible {
         public var description: String
-        public init(_ d: String) { description = d }
+        /// The errno that says it in one word: EMSGSIZE, ENOMEM or ETIMEDOUT.
+        public var code: Errno
+        public init(_ d: String, code: Errno) {
+            description = d
+            self.code = code
+        }
     }
 
     /// True if `f` is a ping-pong frame.
@@ -32,7 +37,7 @@ public enum RawFramePingPong {
         count: Int, timeout: Duration = .seconds(1), poll: () -> Void = {}
     ) throws(Failure) -> (samples: [UInt64], resent: Int) {
         let length = max(60, length)
-        guard length <= device.capabilities.mtu + 14 else { throw Failure("\(length)-byte frames exceed the MTU") }
+        guard length <= device.capabilities.mtu + 14 else { throw Failure("\(length)-byte frames exceed the MTU", code: .messageTooLong) }
         var samples = [UInt64](repeating: 0, count: count)
         let rx = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 32)
         defer { rx.deallocate() }
@@ -43,7 +48,7 @@ public enum RawFramePingPong {
             var start = Instant.now()
             var answered = false
             for attempt in 0..<5 where !answered {
-                guard let f = pool.allocate(size: length) else { throw Failure("the buffer pool is exhausted") }
+                guard let f = pool.allocate(size: length) else { throw Failure("the buffer pool is exhausted", code: .noMemory) }
                 let b = f.bytes
                 withUnsafeBytes(of: peer.bytes) { for k in 0..<6 { b[k] = $0[k] } }
                 withUnsafeBytes(of: source.bytes) { for k in 0..<6 { b[6 + k] = $0[k] } }
@@ -71,7 +76,7 @@ public enum RawFramePingPong {
                     }
                 }
             }
-            guard answered else { throw Failure("frame \(i) did not come back (5 tries)") }
+            guard answered else { throw Failure("frame \(i) did not come back (5 tries)", code: .timedOut) }
             if i >= warmup { samples[i - warmup] = UInt64(Instant.now().rawValue - start.rawValue) }
         }
         return (samples, resent)

@@ -293,84 +293,19 @@ struct Bench: ParsableCommand {
         return (LatencySummary(o.samples), Double(o.messages) / (Double(o.elapsedNs) / 1e9))
     }
 
-    func catmem(size: Int) throws -> (LatencySummary, Double) {
-        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())  // RING_SIZE etc.
-        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let qd = try os.createPipe(name)
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        peer.arguments = ["shm-echo", name] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
-        try peer.run()
-        defer {
-            try? os.close(qd)
-            peer.waitUntilExit()
-        }
-        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
-        let msg = try os.sgaalloc(size)
-        defer { try? os.sgafree(msg) }
-        var samples: [UInt64] = []
-        samples.reserveCapacity(count)
-        // The same loop as the C ring's client: one message in flight, the clock read before the push and once the
-        // reply is in hand, spinning in between (a wait with no timeout reads no clock; if the echo process dies,
-        // the pop fails with ECONNRESET instead of hanging). Freeing the reply comes after the second reading, as the
-        // C client's buffer needs no freeing.
-        // Options read once: each read of an @Option property goes through ArgumentParser's generic storage (a
-        // metadata lookup of about 200 instructions), which would be counted as the libOS's time.
-        let warmup = self.warmup, count = self.count
-        var t0 = now()
-        for i in 0..<(warmup + count) {
-            if i == warmup { t0 = now() }
-            let start = now()
-            _ = try os.wait(try os.push(qd, msg))
-            let r = try os.wait(try os.pop(qd))
-            let end = now()
-            guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
-            try os.sgafree(sga)
-            if i >= warmup { samples.append(end - start) }
-        }
-        let elapsed = Double(now() - t0) / 1e9
-        return (LatencySummary(samples), Double(count) / elapsed)
-    }
-
-    /// One-way streaming on catmem: `messages` pushes of `size` bytes to a sink process (`shm-echo --sink`), which
-    /// answers with one 1-byte message once it has them all. Messages per second, first push to that answer.
-    func catmemStream(size: Int, messages: Int) throws -> Double {
-        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
-        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let qd = try os.createPipe(name)
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        peer.arguments = ["shm-echo", name, "--sink", "\(messages)"] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
-        try peer.run()
-        defer {
-            try? os.close(qd)
-            peer.waitUntilExit()
-        }
-        if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
-        let msg = try os.sgaalloc(size)
-        defer { try? os.sgafree(msg) }
-        // The first push waits until the sink has opened the pipe; time from the second on.
-        _ = try os.wait(try os.push(qd, msg))
-        let t0 = now()
-        for _ in 1..<messages { _ = try os.wait(try os.push(qd, msg)) }
-        let r = try os.wait(try os.pop(qd))
-        let elapsed = now() - t0
-        guard let done = r.sga, done.count == 1 else { throw r.error ?? Errno.ioError }
-        try os.sgafree(done)
-        return Double(messages - 1) * 1e9 / Double(elapsed)
-    }
-
-    /// Many clients on catmem: `pipes` pipes to one echo process (`shm-echo` with several names, waiting on all at
-    /// once), one `size`-byte message in flight on each, this process waiting on all pops at once. Messages per
-    /// second over `count` echoed messages.
-    func catmemMany(pipes: Int, size: Int) throws -> Double {
+    /// Runs `body` on a catmem libOS (RING_SIZE etc. from the environment) with `pipes` fresh pipes whose far ends a
+    /// `shm-echo` process serves (with `peerArguments`, on the server CPU), this thread pinned to the client CPU, and
+    /// one `size`-byte message from `sgaalloc`; afterwards frees the message, closes the pipes (end-of-file for the
+    /// peer) and waits for the peer to exit.
+    func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [],
+                           _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
         let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
         let base = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let names = (0..<pipes).map { "\(base)-\($0)" }
         let qds = try names.map { try os.createPipe($0) }
         let peer = Process()
         peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        peer.arguments = ["shm-echo"] + names + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+        peer.arguments = ["shm-echo"] + names + peerArguments + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
         try peer.run()
         defer {
             for q in qds { try? os.close(q) }
@@ -379,24 +314,78 @@ struct Bench: ParsableCommand {
         if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
         let msg = try os.sgaalloc(size)
         defer { try? os.sgafree(msg) }
+        return try body(os, qds, msg)
+    }
+
+    func catmem(size: Int) throws -> (LatencySummary, Double) {
+        let warmup = self.warmup, count = self.count   // read once (see below)
+        return try withCatmemPeer(pipes: 1, size: size) { os, qds, msg in
+            let qd = qds[0]
+            var samples: [UInt64] = []
+            samples.reserveCapacity(count)
+            // The same loop as the C ring's client: one message in flight, the clock read before the push and once the
+            // reply is in hand, spinning in between (a wait with no timeout reads no clock; if the echo process dies,
+            // the pop fails with ECONNRESET instead of hanging). Freeing the reply comes after the second reading, as the
+            // C client's buffer needs no freeing.
+            // Options are read once, above: each read of an @Option property goes through ArgumentParser's generic storage
+            // (a metadata lookup of about 200 instructions), which would be counted as the libOS's time.
+            var t0 = now()
+            for i in 0..<(warmup + count) {
+                if i == warmup { t0 = now() }
+                let start = now()
+                _ = try os.wait(try os.push(qd, msg))
+                let r = try os.wait(try os.pop(qd))
+                let end = now()
+                guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
+                try os.sgafree(sga)
+                if i >= warmup { samples.append(end - start) }
+            }
+            let elapsed = Double(now() - t0) / 1e9
+            return (LatencySummary(samples), Double(count) / elapsed)
+        }
+    }
+
+    /// One-way streaming on catmem: `messages` pushes of `size` bytes to a sink process (`shm-echo --sink`), which
+    /// answers with one 1-byte message once it has them all. Messages per second, first push to that answer.
+    func catmemStream(size: Int, messages: Int) throws -> Double {
+        try withCatmemPeer(pipes: 1, size: size, peerArguments: ["--sink", "\(messages)"]) { os, qds, msg in
+            let qd = qds[0]
+            // The first push waits until the sink has opened the pipe; time from the second on.
+            _ = try os.wait(try os.push(qd, msg))
+            let t0 = now()
+            for _ in 1..<messages { _ = try os.wait(try os.push(qd, msg)) }
+            let r = try os.wait(try os.pop(qd))
+            let elapsed = now() - t0
+            guard let done = r.sga, done.count == 1 else { throw r.error ?? Errno.ioError }
+            try os.sgafree(done)
+            return Double(messages - 1) * 1e9 / Double(elapsed)
+        }
+    }
+
+    /// Many clients on catmem: `pipes` pipes to one echo process (`shm-echo` with several names, waiting on all at
+    /// once), one `size`-byte message in flight on each, this process waiting on all pops at once. Messages per
+    /// second over `count` echoed messages.
+    func catmemMany(pipes: Int, size: Int) throws -> Double {
         let count = self.count, warmup = self.warmup
-        var pops: [QToken] = []
-        for q in qds {
-            _ = try os.wait(try os.push(q, msg))
-            pops.append(try os.pop(q))
+        return try withCatmemPeer(pipes: pipes, size: size) { os, qds, msg in
+            var pops: [QToken] = []
+            for q in qds {
+                _ = try os.wait(try os.push(q, msg))
+                pops.append(try os.pop(q))
+            }
+            var done = 0
+            var t0 = now()
+            while done < warmup + count {
+                let (k, r) = try os.waitAny(pops)
+                guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
+                try os.sgafree(sga)
+                done += 1
+                if done == warmup { t0 = now() }
+                _ = try os.wait(try os.push(qds[k], msg))
+                pops[k] = try os.pop(qds[k])
+            }
+            return Double(count) * 1e9 / Double(now() - t0)
         }
-        var done = 0
-        var t0 = now()
-        while done < warmup + count {
-            let (k, r) = try os.waitAny(pops)
-            guard let sga = r.sga, sga.count == size else { throw r.error ?? Errno.ioError }
-            try os.sgafree(sga)
-            done += 1
-            if done == warmup { t0 = now() }
-            _ = try os.wait(try os.push(qds[k], msg))
-            pops[k] = try os.pop(qds[k])
-        }
-        return Double(count) * 1e9 / Double(now() - t0)
     }
 
     /// The C ring pair's one-way streaming, the same way (messages per second).

@@ -21,19 +21,31 @@ enum DatapathMicro {
         return (eth, ip, t)
     }
 
+    /// A buffer for that frame, its payload bytes filled in (the caller deallocates it).
+    static func frameBuffer(_ t: TCPHeader) -> UnsafeMutableRawBufferPointer {
+        let total = 14 + 20 + t.encodedLength + payload
+        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 64)
+        for i in 0..<total { frame[i] = UInt8(truncatingIfNeeded: i) }
+        return frame
+    }
+
+    /// Writes the three headers at the front of `frame` (checksums computed, the TCP one over the payload).
+    @inline(__always)
+    static func emit(_ eth: EthernetHeader, _ ip: IPv4Header, _ t: TCPHeader, into frame: UnsafeMutableRawBufferPointer) {
+        eth.emit(UnsafeMutableRawBufferPointer(rebasing: frame[0..<14]))
+        ip.emit(UnsafeMutableRawBufferPointer(rebasing: frame[14..<34]))
+        t.emit(UnsafeMutableRawBufferPointer(rebasing: frame[34...]), source: ip.source, destination: ip.destination)
+    }
+
     /// Emits Ethernet + IPv4 + TCP (both checksums computed, the TCP one over the payload) `n` times; ns per frame.
     static func emit(_ n: Int, now: () -> UInt64) -> Double {
         let (eth, ip, t) = header()
-        let total = 14 + 20 + t.encodedLength + payload
-        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 64)
+        let frame = frameBuffer(t)
         defer { frame.deallocate() }
-        for i in 0..<total { frame[i] = UInt8(truncatingIfNeeded: i) }
         var sink = 0
         let t0 = now()
         for _ in 0..<n {
-            eth.emit(UnsafeMutableRawBufferPointer(rebasing: frame[0..<14]))
-            ip.emit(UnsafeMutableRawBufferPointer(rebasing: frame[14..<34]))
-            t.emit(UnsafeMutableRawBufferPointer(rebasing: frame[34...]), source: ip.source, destination: ip.destination)
+            emit(eth, ip, t, into: frame)
             sink &+= Int(frame[50])
         }
         let ns = Double(now() - t0) / Double(n)
@@ -44,13 +56,9 @@ enum DatapathMicro {
     /// `n` times; ns per frame, or -1 if a parse failed.
     static func parse(_ n: Int, now: () -> UInt64) -> Double {
         let (eth, ip, t) = header()
-        let total = 14 + 20 + t.encodedLength + payload
-        let frame = UnsafeMutableRawBufferPointer.allocate(byteCount: total, alignment: 64)
+        let frame = frameBuffer(t)
         defer { frame.deallocate() }
-        for i in 0..<total { frame[i] = UInt8(truncatingIfNeeded: i) }
-        eth.emit(UnsafeMutableRawBufferPointer(rebasing: frame[0..<14]))
-        ip.emit(UnsafeMutableRawBufferPointer(rebasing: frame[14..<34]))
-        t.emit(UnsafeMutableRawBufferPointer(rebasing: frame[34...]), source: ip.source, destination: ip.destination)
+        emit(eth, ip, t, into: frame)
         let bytes = UnsafeRawBufferPointer(frame)
         var ok = 0
         let t0 = now()

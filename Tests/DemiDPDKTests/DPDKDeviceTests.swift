@@ -79,6 +79,25 @@ import TestHostFixture
         return nil
     }
 
+    /// Polls `device` for test frames (``isTestFrame(_:)``) until `count` arrived or `seconds` pass; other frames are
+    /// dropped. Returns the test frames' bytes in arrival order.
+    func receiveTestFrames(_ device: some PhysicalLayer, count: Int, seconds: Double = 3) -> [[UInt8]] {
+        let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 64)
+        defer { out.deallocate() }
+        var received: [[UInt8]] = []
+        let deadline = Instant.now().rawValue + Int64(seconds * 1e9)
+        while received.count < count && Instant.now().rawValue < deadline {
+            let n = device.receive(into: out, capacity: 64, now: .now())
+            for i in 0..<n {
+                let bytes = out[i].array
+                out[i].release()
+                if isTestFrame(bytes) { received.append(bytes) }
+            }
+            if n == 0 { usleep(20) }
+        }
+        return received
+    }
+
     /// The test frame with sequence number `i`: our EtherType, then the sequence number, then a pattern.
     func testFrame(_ i: Int, from: MACAddress, to: MACAddress) -> [UInt8] {
         let length = 60 + (i * 37) % (1514 - 60 + 1)
@@ -226,17 +245,7 @@ import TestHostFixture
         }
         a.flush()
         let t1 = Instant.now()
-        var received: [[UInt8]] = []
-        var deadline = Instant.now().rawValue + 3_000_000_000
-        while received.count < count && Instant.now().rawValue < deadline {
-            let n = b.receive(into: out, capacity: 64, now: .now())
-            for i in 0..<n {
-                let bytes = out[i].array
-                out[i].release()
-                if isTestFrame(bytes) { received.append(bytes) }
-            }
-            if n == 0 { usleep(20) }
-        }
+        let received = receiveTestFrames(b, count: count)
         #expect(received.count == count)
         #expect(received == sent, "frames differ or are out of order")
         let sa = a.statistics
@@ -251,7 +260,7 @@ import TestHostFixture
         let back = (0..<count).map { testFrame($0 + count, from: b.macAddress, to: a.macAddress) }
         var held: [DemiBuffer] = []
         held.reserveCapacity(count)
-        deadline = Instant.now().rawValue + 3_000_000_000
+        let deadline = Instant.now().rawValue + 3_000_000_000
         var next = 0
         while held.count < count && Instant.now().rawValue < deadline {
             // 32 at a time (the DPDK vdev's RX ring holds 512 frames), reading in between.
@@ -328,17 +337,7 @@ import TestHostFixture
             if i % 16 == 15 { a.flush() }
         }
         a.flush()
-        var received: [[UInt8]] = []
-        var deadline = Instant.now().rawValue + 3_000_000_000
-        while received.count < count && Instant.now().rawValue < deadline {
-            let n = b.receive(into: out, capacity: 64, now: .now())
-            for i in 0..<n {
-                let bytes = out[i].array
-                out[i].release()
-                if isTestFrame(bytes) { received.append(bytes) }
-            }
-            if n == 0 { usleep(20) }
-        }
+        let received = receiveTestFrames(b, count: count)
         #expect(received == sent, "\(received.count) of \(count) frames, in order and intact")
         // net_af_xdp sends only a chain's first segment: no chains, so nothing is attached and sgaalloc-style
         // buffers come from the pool.
@@ -347,7 +346,7 @@ import TestHostFixture
         let back = (0..<count).map { testFrame($0 + count, from: b.macAddress, to: a.macAddress) }
         var got: [[UInt8]] = []
         var next = 0
-        deadline = Instant.now().rawValue + 3_000_000_000
+        let deadline = Instant.now().rawValue + 3_000_000_000
         while got.count < count && Instant.now().rawValue < deadline {
             while next < count && next - got.count < 32 {
                 let f = poolB.allocate(size: back[next].count)!
@@ -417,17 +416,7 @@ import TestHostFixture
         #expect(a.attachedTransmits == 2 * count && a.attachedPieces == 2 * count)
         let out = UnsafeMutablePointer<DemiBuffer>.allocate(capacity: 64)
         defer { out.deallocate() }
-        var received: [[UInt8]] = []
-        var deadline = Instant.now().rawValue + 3_000_000_000
-        while received.count < 2 * count && Instant.now().rawValue < deadline {
-            let n = b.receive(into: out, capacity: 64, now: .now())
-            for i in 0..<n {
-                let bytes = out[i].array
-                out[i].release()
-                if isTestFrame(bytes) { received.append(bytes) }
-            }
-            if n == 0 { usleep(20) }
-        }
+        let received = receiveTestFrames(b, count: 2 * count)
         // Short frames come back padded to 60 bytes.
         #expect(received.count == 2 * count)
         #expect(zip(received, expected).allSatisfy { r, e in Array(r.prefix(e.count)) == e }, "frames differ")
@@ -442,7 +431,7 @@ import TestHostFixture
         #expect(b.transmit(f, now: .now()))
         b.flush()
         var got: DemiBuffer?
-        deadline = Instant.now().rawValue + 3_000_000_000
+        let deadline = Instant.now().rawValue + 3_000_000_000
         while got == nil && Instant.now().rawValue < deadline {
             let n = a.receive(into: out, capacity: 64, now: .now())
             for i in 0..<n { if got == nil && isTestFrame(out[i].array) { got = out[i] } else { out[i].release() } }

@@ -278,7 +278,7 @@ enum Catnap {
         var result: (RunLatency, Double)?
         var failure: (any Error)?
         do {
-            result = try multiClient(server: h.address!, connections: connections, size: size, count: count,
+            result = try multiClient(.tcp, server: h.address!, clients: connections, size: size, count: count,
                                      warmup: warmup, pollMode: pollMode)
         } catch {
             failure = error
@@ -330,52 +330,66 @@ enum Catnap {
         }
     }
 
-    /// The many-clients client: one `LibOS`, `connections` connections, one operation outstanding on each (its push,
-    /// then its pops until the whole echo is back), `waitAny` over all of them.
-    static func multiClient(server: SocketAddressV4, connections: Int, size: Int, count: Int, warmup: Int,
+    /// The many-clients client: one `LibOS` with `clients` TCP connections or UDP sockets, one operation outstanding on
+    /// each (its push, then its pops until the whole echo is back; a UDP echo is one datagram of exactly `size`
+    /// bytes), `waitAny` over all of them. A run that waits 30 s (TCP) or 5 s (UDP: a lost datagram) fails.
+    static func multiClient(_ proto: Proto, server: SocketAddressV4, clients: Int, size: Int, count: Int, warmup: Int,
                             pollMode: String) throws -> (RunLatency, Double)
     {
         let os = try makeLibOS(pollMode: pollMode)
-        var conns: [QDesc] = []
-        defer { for c in conns { try? os.close(c) } }
-        for _ in 0..<connections {
-            let qd = try os.socket(.inet, .stream)
-            conns.append(qd)
-            if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+        var qds: [QDesc] = []
+        defer { for q in qds { try? os.close(q) } }
+        for _ in 0..<clients {
+            let qd = try os.socket(.inet, proto == .tcp ? .stream : .datagram)
+            qds.append(qd)
+            if proto == .tcp {
+                if let e = try os.wait(try os.connect(qd, to: server), timeout: .seconds(10)).error { throw e }
+            } else {
+                try os.bind(qd, to: SocketAddressV4(.loopback, 0))
+            }
         }
         let msg = try os.sgaalloc(size)
         defer { try? os.sgafree(msg) }
         memset(msg.head!.baseAddress, 0x5a, size)
+        func push(_ c: Int) throws(Errno) -> QToken {
+            proto == .tcp ? try os.push(qds[c], msg) : try os.pushTo(qds[c], msg, to: server)
+        }
+        let timeout: Duration = proto == .tcp ? .seconds(30) : .seconds(5)
         let total = warmup + count
         var samples = [UInt64](repeating: 0, count: count)
         var tokens: [QToken] = []
-        var slot: [Int] = []  // tokens[k] belongs to connection slot[k]
-        var pushing = [Bool](repeating: true, count: connections)
-        var got = [Int](repeating: 0, count: connections)
-        var start = [UInt64](repeating: 0, count: connections)
+        var slot: [Int] = []  // tokens[k] belongs to client slot[k]
+        var pushing = [Bool](repeating: true, count: clients)
+        var got = [Int](repeating: 0, count: clients)
+        var start = [UInt64](repeating: 0, count: clients)
         var started = 0, done = 0
         var window = now(), elapsed: UInt64 = 0
-        for c in 0..<min(connections, total) {
+        for c in 0..<min(clients, total) {
             start[c] = now()
-            tokens.append(try os.push(conns[c], msg))
+            tokens.append(try push(c))
             slot.append(c)
             started += 1
         }
         if warmup == 0 { window = now() }
         while done < total {
-            let (k, r) = try os.waitAny(tokens, timeout: .seconds(30))
+            let (k, r) = try os.waitAny(tokens, timeout: timeout)
             let c = slot[k]
             if pushing[c] {
                 if let e = r.error { throw e }
                 pushing[c] = false
-                tokens[k] = try os.pop(conns[c])
+                tokens[k] = try os.pop(qds[c])
                 continue
             }
-            guard let sga = r.sga, sga.count > 0 else { throw r.error ?? Errno.connectionReset }
+            guard let sga = r.sga, proto == .udp || sga.count > 0 else {
+                throw r.error ?? (proto == .tcp ? Errno.connectionReset : Errno.ioError)
+            }
             got[c] += sga.count
             try os.sgafree(sga)
+            if proto == .udp && got[c] != size {
+                throw Failure("catnap UDP echo: \(got[c]) of \(size) bytes came back")
+            }
             if got[c] < size {
-                tokens[k] = try os.pop(conns[c])
+                tokens[k] = try os.pop(qds[c])
                 continue
             }
             let t = now()
@@ -388,7 +402,7 @@ enum Catnap {
                 started += 1
                 start[c] = now()
                 pushing[c] = true
-                tokens[k] = try os.push(conns[c], msg)
+                tokens[k] = try push(c)
             } else {
                 tokens.swapAt(k, tokens.count - 1)
                 tokens.removeLast()
@@ -410,76 +424,14 @@ enum Catnap {
         var result: (RunLatency, Double)?
         var failure: (any Error)?
         do {
-            result = try multiClientUDP(server: h.address!, sockets: connections, size: size, count: count,
-                                        warmup: warmup, pollMode: pollMode)
+            result = try multiClient(.udp, server: h.address!, clients: connections, size: size, count: count,
+                                     warmup: warmup, pollMode: pollMode)
         } catch {
             failure = error
         }
         try h.stop()
         if let failure { throw failure }
         return result!
-    }
-
-    static func multiClientUDP(server: SocketAddressV4, sockets: Int, size: Int, count: Int, warmup: Int,
-                               pollMode: String) throws -> (RunLatency, Double)
-    {
-        let os = try makeLibOS(pollMode: pollMode)
-        var qds: [QDesc] = []
-        defer { for q in qds { try? os.close(q) } }
-        for _ in 0..<sockets {
-            let qd = try os.socket(.inet, .datagram)
-            qds.append(qd)
-            try os.bind(qd, to: SocketAddressV4(.loopback, 0))
-        }
-        let msg = try os.sgaalloc(size)
-        defer { try? os.sgafree(msg) }
-        memset(msg.head!.baseAddress, 0x5a, size)
-        let total = warmup + count
-        var samples = [UInt64](repeating: 0, count: count)
-        var tokens: [QToken] = []
-        var slot: [Int] = []  // tokens[k] belongs to socket slot[k]
-        var pushing = [Bool](repeating: true, count: sockets)
-        var start = [UInt64](repeating: 0, count: sockets)
-        var started = 0, done = 0
-        var window = now(), elapsed: UInt64 = 0
-        for c in 0..<min(sockets, total) {
-            start[c] = now()
-            tokens.append(try os.pushTo(qds[c], msg, to: server))
-            slot.append(c)
-            started += 1
-        }
-        if warmup == 0 { window = now() }
-        while done < total {
-            let (k, r) = try os.waitAny(tokens, timeout: .seconds(5))
-            let c = slot[k]
-            if pushing[c] {
-                if let e = r.error { throw e }
-                pushing[c] = false
-                tokens[k] = try os.pop(qds[c])
-                continue
-            }
-            guard let sga = r.sga else { throw r.error ?? Errno.ioError }
-            let n = sga.count
-            try os.sgafree(sga)
-            guard n == size else { throw Failure("catnap UDP echo: \(n) of \(size) bytes came back") }
-            let t = now()
-            if done >= warmup { samples[done - warmup] = t - start[c] }
-            done += 1
-            if done == warmup { window = t }
-            if done == total { elapsed = t - window }
-            if started < total {
-                started += 1
-                start[c] = now()
-                pushing[c] = true
-                tokens[k] = try os.pushTo(qds[c], msg, to: server)
-            } else {
-                tokens.swapAt(k, tokens.count - 1)
-                tokens.removeLast()
-                slot.swapAt(k, slot.count - 1)
-                slot.removeLast()
-            }
-        }
-        return (RunLatency(samples), Double(count) * 1e9 / Double(max(elapsed, 1)))
     }
 
     // MARK: - Microbenchmarks

@@ -195,31 +195,25 @@ struct DemiBenchmarks: ParsableCommand {
         var manyClients: [Report.ManyClients] = []
         if !noManyClients {
             let size = 64
+            typealias CMulti = (Int32, Int32, Int32, Int32, Int32, Int32, UnsafeMutablePointer<UInt64>?,
+                                UnsafeMutablePointer<UInt64>?) -> Int32
+            /// A C many-clients baseline (`demi_baseline_{tcp,udp}_multi_echo`) with `n` clients.
+            func cMulti(_ run: CMulti, _ n: Int) throws -> (RunLatency, Double) {
+                var samples = [UInt64](repeating: 0, count: count)
+                var ns: UInt64 = 0
+                let rc = samples.withUnsafeMutableBufferPointer {
+                    run(Int32(n), Int32(size), Int32(warmup), Int32(count), cpus.server, cpus.client, $0.baseAddress, &ns)
+                }
+                guard rc == 0 else { throw Errno(rawValue: rc) }
+                return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
+            }
             let multi: [(String, Catnap.Proto, String, (Int) throws -> (RunLatency, Double))] = [
-                ("C busy-poll sockets", .tcp, "c-busy", { n in
-                    var samples = [UInt64](repeating: 0, count: count)
-                    var ns: UInt64 = 0
-                    let rc = samples.withUnsafeMutableBufferPointer {
-                        demi_baseline_tcp_multi_echo(Int32(n), Int32(size), Int32(warmup), Int32(count), cpus.server,
-                                                     cpus.client, $0.baseAddress, &ns)
-                    }
-                    guard rc == 0 else { throw Errno(rawValue: rc) }
-                    return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
-                }),
+                ("C busy-poll sockets", .tcp, "c-busy", { n in try cMulti(demi_baseline_tcp_multi_echo, n) }),
                 ("catnap, busy poll mode", .tcp, "catnap-busy", { n in
                     try Catnap.multiEcho(connections: n, size: size, count: count, warmup: warmup, pollMode: "busy",
                                          cpus: (cpus.server, cpus.client))
                 }),
-                ("C busy-poll sockets", .udp, "c-busy", { n in
-                    var samples = [UInt64](repeating: 0, count: count)
-                    var ns: UInt64 = 0
-                    let rc = samples.withUnsafeMutableBufferPointer {
-                        demi_baseline_udp_multi_echo(Int32(n), Int32(size), Int32(warmup), Int32(count), cpus.server,
-                                                     cpus.client, $0.baseAddress, &ns)
-                    }
-                    guard rc == 0 else { throw Errno(rawValue: rc) }
-                    return (RunLatency(samples), Double(count) * 1e9 / Double(max(ns, 1)))
-                }),
+                ("C busy-poll sockets", .udp, "c-busy", { n in try cMulti(demi_baseline_udp_multi_echo, n) }),
                 ("catnap, busy poll mode", .udp, "catnap-busy", { n in
                     try Catnap.multiEchoUDP(connections: n, size: size, count: count, warmup: warmup,
                                             pollMode: "busy", cpus: (cpus.server, cpus.client))
