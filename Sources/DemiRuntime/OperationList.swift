@@ -11,6 +11,9 @@ public struct OperationList: Sendable {
     /// The oldest operation (the one allowed to proceed), or `Operation.none`.
     @inlinable public var head: UInt32 { first }
 
+    /// The newest operation, or `Operation.none`.
+    @inlinable public var tail: UInt32 { last }
+
     @inlinable public init() {}
 
     @inlinable public var isEmpty: Bool { first == Operation.none }

@@ -270,6 +270,18 @@ public final class Scheduler {
         freeSlot(index)
     }
 
+    /// Gives pending operation `index`, whose result its libOS handed to the waiter directly (consuming its token),
+    /// a new token, the operation record unchanged: the same as ``discard(_:)`` then a spawn of the same record, for a
+    /// libOS that starts the same operation again at once (the next pop of a ping-pong). The slot must be pending, not
+    /// runnable and without a timer, as a slot the libOS parked is.
+    @inlinable @inline(__always)
+    public func renew(_ index: UInt32) -> QToken {
+        let s = slot(index)
+        s.pointee.generation &+= 1
+        if s.pointee.generation == 0 { s.pointee.generation = 1 }
+        return QToken(rawValue: UInt64(s.pointee.generation) << 32 | UInt64(index))
+    }
+
     /// The record of operation `index`, to read and update while polling it.
     @inlinable
     public func operation(_ index: UInt32) -> UnsafeMutablePointer<Operation> {

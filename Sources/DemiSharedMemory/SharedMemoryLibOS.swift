@@ -109,12 +109,15 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @exclusivity(unchecked) var parkedCount = 0
     @exclusivity(unchecked) var parkedCapacity = 16
     /// A pop whose result `wait` returned straight from the ring; its slot is retired (completed and taken) by the
-    /// next call into the libOS, after the caller's reply is on its way. Operation.none if there is none.
+    /// next call into the libOS, after the caller's reply is on its way, or re-armed as the next pop of its queue (see
+    /// ``rearm(_:)``). Operation.none if there is none.
     @exclusivity(unchecked) var unretired: UInt32 = Operation.none
-    /// The queue of `unretired` if its pop is still the head of that queue's pops, the queue still parked and its
-    /// consumer's head not yet published (as ``popSmall(_:_:_:)`` leaves them, to do after the caller's reply is on its
-    /// way), or -1.
+    /// The queue of `unretired` if its pop is still the head of that queue's pops and the queue still parked (as
+    /// ``popSmall(_:_:_:)`` leaves them), or -1.
     @exclusivity(unchecked) var unretiredQueue = -1
+    /// The queue whose consumer has moved past a message without publishing its head yet (``popSmall(_:_:_:)``: the
+    /// store waits until the caller's reply is in the ring), or -1.
+    @exclusivity(unchecked) var unpublishedQueue = -1
     let ringSize: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
@@ -347,8 +350,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
     let smallLimit: Int
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
-        defer { retire() }  // after the bytes are in the ring
-        guard let head = sga.head else { throw .invalidArgument }
+        guard let head = sga.head else {
+            retire()
+            throw .invalidArgument
+        }
         let h = head.header
         let k = Int(qd.rawValue) &- Int(QDesc.base)
         if h.pointee.next == nil, head.isValid, k >= 0, k < queues.count {
@@ -362,9 +367,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
                cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0 {
                 q.pointee.producer.writeSmall(h.pointee.storage.unsafelyUnwrapped + Int(h.pointee.offset),
                                               length: length)
+                // A popped message's head goes out now, behind this reply; its pop's slot stays for the caller's next
+                // pop on that queue to re-arm (or for the next other call to retire).
+                publishPendingHead()
                 return plainToken(.push, qd)
             }
         }
+        defer { retire() }  // after the bytes are in the ring
         guard sga.isValid else { throw .invalidArgument }
         let i = try queueIndex(qd)
         let total = sga.count
@@ -397,6 +406,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     }
 
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
+        // A ping-pong's next pop: the pop whose message the caller just had takes the new pop's place as it stands
+        // (still its queue's only pop, still parked), under a new token.
+        if Int(qd.rawValue) &- Int(QDesc.base) == unretiredQueue, let qt = rearm(unretiredQueue) { return qt }
         retire()
         let i = try queueIndex(qd)
         // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
@@ -608,6 +620,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         // buffer ahead of the reply's stores, and the reply could not be seen before that line was taken back.
         unretired = t
         unretiredQueue = i
+        unpublishedQueue = i
         return b
     }
 
@@ -626,9 +639,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// (spun on as in ``waitOwnPop(_:_:)``, a small whole message copied out). `.invalid`, with nothing consumed,
     /// when neither applies, a pass is due, or the pop ends otherwise: then ``wait(_:timeout:)`` does the rest.
     public func waitFast(_ qt: QToken) -> FastCompletion {
-        retire()
         let s = scheduler
         if let (code, qd) = s.takePlain(qt) { return FastCompletion(code: code, qd: qd) }
+        retire()
         let none = FastCompletion(code: .invalid, qd: QDesc(rawValue: -1))
         guard parkedCount == 1, s.nextTimerDeadline == nil else { return none }
         let t = UInt32(truncatingIfNeeded: qt.rawValue)
@@ -641,6 +654,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let head = q.pointee.consumer.localHead
         let tailWord = q.pointee.consumer.tail
         var tail = q.pointee.consumer.cachedTail
+        // A re-armed pop's spare went out with the last message: the copy below needs a new one.
+        if q.pointee.spare == nil { _ = refillSpare(q) }
         var spins = 0
         while tail == head {
             spins &+= 1
@@ -667,16 +682,40 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     @inline(never)
     func retireNow() {
+        publishPendingHead()
         let t = unretired
         unretired = Operation.none
         let i = unretiredQueue
         if i >= 0 {
             unretiredQueue = -1
-            queues[i].consumer.publishHead()
             unpark(i)
             queues[i].pops.removeHead(scheduler)
         }
         scheduler.discard(t)
+    }
+
+    /// Publishes the head that ``popSmall(_:_:_:)`` left unpublished, if any.
+    @inline(__always)
+    func publishPendingHead() {
+        let i = unpublishedQueue
+        if i >= 0 {
+            unpublishedQueue = -1
+            queues[i].consumer.publishHead()
+        }
+    }
+
+    /// Re-arms the retired-to-be pop of queue `i` (``unretiredQueue``) as a new pop of that queue, if it is still the
+    /// queue's only pop: the slot stays pending, the queue parked and the pop at the head of its list; only the token's
+    /// generation moves on (the old token was consumed when its result was returned). The same as retiring it and
+    /// starting a pop that parks, without unlinking and relinking anything. Nil (nothing changed) otherwise.
+    @inline(__always)
+    func rearm(_ i: Int) -> QToken? {
+        let t = unretired
+        guard queues[i].pops.head == t, queues[i].pops.tail == t else { return nil }
+        publishPendingHead()
+        unretired = Operation.none
+        unretiredQueue = -1
+        return scheduler.renew(t)
     }
 
     // MARK: - The pass

@@ -268,6 +268,62 @@ func startPeer(_ arguments: [String]) throws -> Process {
         #expect(os.pool.buffersInUse == 0)
     }
 
+    /// A ping-pong's next pop takes over the slot of the pop whose message it just had (still parked, still its queue's
+    /// only pop): the old token must be consumed, the new one must behave as any other pop's, and nothing may be left.
+    @Test func aPingPongsNextPopTakesOverTheLastOnesSlot() throws {
+        let a = try LibOS(.sharedMemory)
+        let b = try LibOS(.sharedMemory)
+        let name = pipeName("rearm")
+        let qa = try a.createPipe(name)
+        let qb = try b.openPipe(name)
+        let live = { b.statistics.first { $0.0 == "live_operations" }?.1 }
+        let before = live()
+        var pop = try b.pop(qb)  // parks: nothing there yet
+        for i in 0..<200 {
+            let message = (0..<(1 + i % 64)).map { UInt8(truncatingIfNeeded: i &* 7 &+ $0) }
+            let m = try a.sgaalloc(copying: message)
+            _ = try a.wait(try a.push(qa, m))
+            try a.sgafree(m)
+            let r = try b.wait(pop)  // straight from the ring
+            #expect(r.qt == pop && r.opcode == .pop && r.sga?.bytes == message)
+            _ = try b.wait(try b.push(qb, r.sga!))  // echoed
+            try b.sgafree(r.sga!)
+            let next = try b.pop(qb)
+            #expect(next != pop)
+            #expect(throws: Errno.invalidArgument) { try b.wait(pop) }
+            #expect(throws: Errno.invalidArgument) { try b.waitAny([pop]) }
+            pop = next
+            let back = try a.wait(try a.pop(qa))
+            #expect(back.sga?.bytes == message)
+            try a.sgafree(back.sga!)
+        }
+        // The re-armed pop through wait_any and wait_next, then pending at close.
+        for k in 0..<2 {
+            let m = try a.sgaalloc(copying: [UInt8(k)])
+            _ = try a.wait(try a.push(qa, m))
+            try a.sgafree(m)
+            let r: QResult
+            if k == 0 {
+                let (index, result) = try b.waitAny([pop])
+                #expect(index == 0)
+                r = result
+            } else {
+                let results = try b.waitNext(1)
+                #expect(results.count == 1)
+                r = results[0]
+            }
+            #expect(r.qt == pop && r.sga?.bytes == [UInt8(k)])
+            try b.sgafree(r.sga!)
+            pop = try b.pop(qb)
+        }
+        try b.close(qb)
+        let cancelled = try b.wait(pop)
+        #expect(cancelled.opcode == .failed && cancelled.error == .canceled)
+        try a.close(qa)
+        #expect(live() == before, "every pop's slot is retired")
+        #expect(a.pool.buffersInUse == 0 && b.pool.buffersInUse == 0)
+    }
+
     @Test func peerKilledMidStreamFailsPopsWithECONNRESET() throws {
         let os = try LibOS(.sharedMemory)
         let name = pipeName("kill")
