@@ -249,6 +249,25 @@ public final class BufferPool {
         }
     }
 
+    /// ``freeFromApplication(_:)`` for a buffer whose memory the caller takes over at once: if `buffer` is one segment
+    /// of the smallest size class that nothing else references, it comes back as a new buffer, as
+    /// ``allocate(size:headroom:)`` of 0 bytes with `headroom` would return it (the application's handle is stale from
+    /// now on), without a trip through the free list. Nil, with nothing changed, for any other valid array (free that
+    /// one with ``freeFromApplication(_:)``); `EINVAL` as that for an invalid one.
+    public func recycleFromApplication(_ buffer: DemiBuffer, headroom: Int) throws(Errno) -> DemiBuffer? {
+        guard validate(buffer.header) != nil, buffer.isValid else { throw .invalidArgument }
+        let h = buffer.header
+        guard h.pointee.next == nil else { return nil }
+        guard h.pointee.flags & BufferHeader.Flags.appOwned != 0 else { throw .invalidArgument }
+        guard h.pointee.kind == BufferHeader.Kind.pooled, h.pointee.sizeClass == 0, h.pointee.refcount == 1,
+              headroom >= 0, headroom <= Int(h.pointee.capacity) else { return nil }
+        h.pointee.generation &+= 1
+        h.pointee.offset = UInt32(headroom)
+        h.pointee.length = 0
+        h.pointee.flags = BufferHeader.Flags.inUse
+        return DemiBuffer(header: h)
+    }
+
     // MARK: - Free lists
 
     @usableFromInline

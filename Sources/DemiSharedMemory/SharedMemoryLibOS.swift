@@ -446,6 +446,18 @@ public final class SharedMemoryLibOS: PollingLibOS {
         return qt
     }
 
+    /// `sgafree` of a popped message while the pop that took it waits to be re-armed (a ping-pong's reply has gone
+    /// out): a buffer the pool would hand out next anyway becomes that queue's spare at once, so the next small
+    /// message is copied into it with no trip through the pool's free list. False (nothing changed) if the buffer or
+    /// the moment does not fit; then the caller frees it as usual. `EINVAL` for an invalid buffer.
+    public func keepAsSpare(_ buffer: DemiBuffer) throws(Errno) -> Bool {
+        let i = unretiredQueue
+        guard i >= 0, queues[i].spare == nil,
+              let b = try pool.recycleFromApplication(buffer, headroom: 0) else { return false }
+        queues[i].spare = b
+        return true
+    }
+
     /// Takes a spare buffer for a pop about to park (the last one went to the application with its message).
     @inline(__always)
     func refillSpare(_ q: UnsafeMutablePointer<Queue>) -> Bool {

@@ -663,6 +663,8 @@ public final class LibOS {
     @inlinable
     public func sgafree(_ sga: ScatterGatherArray) throws(Errno) {
         guard let h = sga.head else { throw .invalidArgument }
+        // catmem: a small message's buffer may go straight back as the receive buffer of its queue's next pop.
+        if case .sharedMemory = backend, try onShared({ m throws(Errno) in try m.keepAsSpare(h) }) { return }
         try withPool { p throws(Errno) in try p.freeFromApplication(h) }
     }
 }

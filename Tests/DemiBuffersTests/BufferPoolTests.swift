@@ -153,4 +153,40 @@ import Testing
         #expect(pool.headersCreated == created, "no growth after reserve")
         held.forEach { $0.release() }
     }
+
+    @Test func recyclingFromTheApplicationGivesAFreshBufferOrNothing() throws {
+        let pool = BufferPool(headroom: 0)
+        func appOwned(_ size: Int) -> DemiBuffer {
+            let b = pool.allocate(size: size)!
+            pool.giveToApplication(b)
+            return b
+        }
+        // A small single buffer comes back fresh: empty window, new generation (the application's handle is stale).
+        let a = appOwned(100)
+        a.write(UnsafeRawBufferPointer(start: [UInt8](repeating: 1, count: 100), count: 100))
+        let r = try #require(try pool.recycleFromApplication(a, headroom: 16))
+        #expect(r.header == a.header && r.isValid && !a.isValid && r.count == 0)
+        #expect(r.header.pointee.offset == 16 && r.header.pointee.flags & BufferHeader.Flags.appOwned == 0)
+        #expect(throws: Errno.invalidArgument) { try pool.freeFromApplication(a) }
+        #expect(throws: Errno.invalidArgument) { _ = try pool.recycleFromApplication(a, headroom: 0) }
+        // Anything else is left alone for freeFromApplication: a larger class, a shared one, a chain.
+        let big = appOwned(10000)
+        #expect(try pool.recycleFromApplication(big, headroom: 0) == nil && big.isValid)
+        let shared = appOwned(10)
+        let view = pool.view(of: shared)!
+        #expect(try pool.recycleFromApplication(shared, headroom: 0) == nil && shared.isValid)
+        let head = appOwned(10), tail = appOwned(10)
+        head.header.pointee.next = tail.header
+        #expect(try pool.recycleFromApplication(head, headroom: 0) == nil)
+        try pool.freeFromApplication(head)
+        try pool.freeFromApplication(big)
+        try pool.freeFromApplication(shared)
+        view.release()
+        // Not the application's: EINVAL.
+        let own = pool.allocate(size: 10)!
+        #expect(throws: Errno.invalidArgument) { _ = try pool.recycleFromApplication(own, headroom: 0) }
+        own.release()
+        r.release()
+        #expect(pool.buffersInUse == 0)
+    }
 }

@@ -287,7 +287,8 @@ func startPeer(_ arguments: [String]) throws -> Process {
             let r = try b.wait(pop)  // straight from the ring
             #expect(r.qt == pop && r.opcode == .pop && r.sga?.bytes == message)
             _ = try b.wait(try b.push(qb, r.sga!))  // echoed
-            try b.sgafree(r.sga!)
+            try b.sgafree(r.sga!)  // its buffer becomes the next pop's receive buffer: the handle is stale at once
+            #expect(throws: Errno.invalidArgument) { try b.sgafree(r.sga!) }
             let next = try b.pop(qb)
             #expect(next != pop)
             #expect(throws: Errno.invalidArgument) { try b.wait(pop) }
@@ -296,6 +297,7 @@ func startPeer(_ arguments: [String]) throws -> Process {
             let back = try a.wait(try a.pop(qa))
             #expect(back.sga?.bytes == message)
             try a.sgafree(back.sga!)
+            #expect(throws: Errno.invalidArgument) { try a.sgafree(back.sga!) }
         }
         // The re-armed pop through wait_any and wait_next, then pending at close.
         for k in 0..<2 {
