@@ -179,8 +179,8 @@ let package = Package(
                     exclude: ["PacketScripts"], swiftSettings: swiftSettings),
         .testTarget(
             name: "DemikernelTests",
-            dependencies: ["Demikernel", "CAllocCounter", "CDemiLinux", "SharedMemoryPattern", "demi-shm-peer",
-                           "DemiStackLibOS", "DemiDPDK", "TestHostFixture"],
+            dependencies: ["Demikernel", "CAllocCounter", "CDemiBaselines", "CDemiLinux", "SharedMemoryPattern",
+                           "demi-shm-peer", "DemiStackLibOS", "DemiDPDK", "TestHostFixture"],
             swiftSettings: swiftSettings
         ),
     ]

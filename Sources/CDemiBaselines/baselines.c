@@ -528,6 +528,7 @@ double demi_baseline_malloc_free(int count, int size) {
 /* Many clients over TCP: one server thread and one client thread, each busy-polling all `nconn` non-blocking
    sockets in turn. */
 #include <fcntl.h>
+#include <stdio.h>
 
 struct multi_server_args {
     int fd, nconn, size, cpu;
@@ -757,4 +758,245 @@ int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int
     free(t0);
     free(fds);
     return rc ? rc : a.error;
+}
+
+/* ---- catmem's pipe format in plain C ------------------------------------------------------------------------------
+ * The layout SharedMemoryLibOS uses (format version 2): a 4 KiB control block with every shared word in a 128-byte
+ * block of its own, then the creator-to-opener ring ("a") and the opener-to-creator ring ("b"). A ring carries records
+ * of a 16-byte header (payload length, flags, message length) and the payload padded to 16 bytes; a producer that finds
+ * its ring empty past the first 4 KiB writes a lap record and goes on at the ring's start. Each index is published
+ * with a release store and cached on the other side. Whole messages of one record only (no fragments), which is all
+ * the benchmark rows that put plain C at one or both ends of a pipe need. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+enum {
+    CM_CONTROL = 4096, CM_VERSION = 2, CM_CREATOR_PID = 128, CM_OPENER_PID = 256, CM_CREATOR_CLOSED = 384,
+    CM_OPENER_CLOSED = 512, CM_A_TAIL = 640, CM_A_HEAD = 768, CM_B_TAIL = 896, CM_B_HEAD = 1024, CM_COMPACT = 4096,
+    CM_FLAG_LAP = 2
+};
+static const uint64_t CM_MAGIC = 0x45504950494D4544ull; /* "DEMIPIPE" */
+
+struct cm_side {
+    char *data;
+    uint64_t *tail, *head;
+    uint64_t mask, local, cached, rewind;
+};
+
+static void cm_side_init(struct cm_side *s, char *m, uint32_t ring, int b_ring, int producer) {
+    s->data = m + CM_CONTROL + (b_ring ? ring : 0);
+    s->tail = (uint64_t *)(m + (b_ring ? CM_B_TAIL : CM_A_TAIL));
+    s->head = (uint64_t *)(m + (b_ring ? CM_B_HEAD : CM_A_HEAD));
+    s->mask = ring - 1;
+    s->local = __atomic_load_n(producer ? s->tail : s->head, __ATOMIC_ACQUIRE);
+    s->cached = s->local;
+    s->rewind = s->local + CM_COMPACT;
+}
+
+static void cm_copy_in(struct cm_side *s, uint64_t at, const char *src, uint32_t n) {
+    uint64_t pos = at & s->mask, first = s->mask + 1 - pos;
+    if (first >= n) { memcpy(s->data + pos, src, n); return; }
+    memcpy(s->data + pos, src, first);
+    memcpy(s->data, src + first, n - first);
+}
+
+static void cm_copy_out(struct cm_side *s, uint64_t at, char *dst, uint32_t n) {
+    uint64_t pos = at & s->mask, first = s->mask + 1 - pos;
+    if (first >= n) { memcpy(dst, s->data + pos, n); return; }
+    memcpy(dst, s->data + pos, first);
+    memcpy(dst + first, s->data, n - first);
+}
+
+static void cm_push(struct cm_side *s, const char *msg, uint32_t len) {
+    uint64_t need = 16 + ((len + 15u) & ~15u), capacity = s->mask + 1;
+    if (s->local >= s->rewind) {
+        uint64_t pos = s->local & s->mask;
+        if (capacity > CM_COMPACT && pos >= CM_COMPACT && need <= pos) {
+            s->cached = __atomic_load_n(s->head, __ATOMIC_ACQUIRE);
+            if (s->cached == s->local) { /* empty: a lap record, then this record at the start */
+                char *h = s->data + pos;
+                *(uint64_t *)h = (uint64_t)CM_FLAG_LAP << 32;
+                *(uint64_t *)(h + 8) = 0;
+                s->local = (s->local | s->mask) + 1;
+            }
+        }
+        s->rewind = (s->local & ~s->mask) + CM_COMPACT;
+        if (s->rewind <= s->local) s->rewind = s->local + CM_COMPACT;
+    }
+    while (capacity - (s->local - s->cached) < need) {
+        __builtin_ia32_pause();
+        s->cached = __atomic_load_n(s->head, __ATOMIC_ACQUIRE);
+    }
+    char *h = s->data + (s->local & s->mask);
+    *(uint32_t *)h = len;
+    *(uint32_t *)(h + 4) = 0;
+    *(uint64_t *)(h + 8) = len;
+    cm_copy_in(s, s->local + 16, msg, len);
+    s->local += need;
+    __atomic_store_n(s->tail, s->local, __ATOMIC_RELEASE);
+}
+
+/* The next message's length (its bytes in `out`), or -1 once the ring is empty and `closed` is set. */
+static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
+    for (;;) {
+        unsigned spins = 0;
+        while (s->cached == s->local) {
+            if ((++spins & 63) == 0 && __atomic_load_n(closed, __ATOMIC_ACQUIRE)) {
+                s->cached = __atomic_load_n(s->tail, __ATOMIC_ACQUIRE);
+                if (s->cached == s->local) return -1;
+                break;
+            }
+            __builtin_ia32_pause();
+            s->cached = __atomic_load_n(s->tail, __ATOMIC_ACQUIRE);
+        }
+        char *h = s->data + (s->local & s->mask);
+        uint32_t len = *(uint32_t *)h, flags = *(uint32_t *)(h + 4);
+        if (flags & CM_FLAG_LAP) {
+            s->local = (s->local | s->mask) + 1;
+            __atomic_store_n(s->head, s->local, __ATOMIC_RELEASE);
+            continue;
+        }
+        cm_copy_out(s, s->local + 16, out, len);
+        s->local += 16 + ((len + 15u) & ~15u);
+        __atomic_store_n(s->head, s->local, __ATOMIC_RELEASE);
+        return (long)len;
+    }
+}
+
+/* Echoes every message from ring a back through ring b until the creator closes. */
+static void cm_echo(char *m, uint32_t ring) {
+    struct cm_side in, out;
+    cm_side_init(&in, m, ring, 0, 0);
+    cm_side_init(&out, m, ring, 1, 1);
+    char *buf = malloc(ring / 2);
+    long n;
+    while (buf && (n = cm_pop(&in, buf, (const uint32_t *)(m + CM_CREATOR_CLOSED))) >= 0) cm_push(&out, buf, (uint32_t)n);
+    free(buf);
+    __atomic_store_n((uint32_t *)(m + CM_OPENER_CLOSED), 1, __ATOMIC_RELEASE);
+}
+
+static int cm_client(char *m, uint32_t ring, int size, int warmup, int count, uint64_t *rtt_ns) {
+    struct cm_side out, in;
+    cm_side_init(&out, m, ring, 0, 1);
+    cm_side_init(&in, m, ring, 1, 0);
+    char *msg = malloc((size_t)size), *buf = malloc((size_t)size);
+    int rc = (msg && buf) ? 0 : ENOMEM;
+    if (!rc) memset(msg, 7, (size_t)size);
+    for (int i = 0; !rc && i < warmup + count; i++) {
+        uint64_t t0 = now_ns();
+        cm_push(&out, msg, (uint32_t)size);
+        if (cm_pop(&in, buf, (const uint32_t *)(m + CM_OPENER_CLOSED)) != size) rc = EIO;
+        if (i >= warmup) rtt_ns[i - warmup] = now_ns() - t0;
+    }
+    free(msg);
+    free(buf);
+    return rc;
+}
+
+static int cm_size_ok(int size, uint32_t ring) {
+    return size > 0 && ring >= 2 * CM_CONTROL && (ring & (ring - 1)) == 0 && (uint32_t)size <= ring / 2 - 16;
+}
+
+static void cm_init_control(char *m, uint32_t ring) {
+    *(uint32_t *)(m + 8) = CM_VERSION;
+    *(uint32_t *)(m + 12) = ring;
+    *(uint64_t *)(m + 16) = ring / 2 - 16;
+    *(uint32_t *)(m + CM_CREATOR_PID) = (uint32_t)getpid();
+    __atomic_store_n((uint64_t *)m, CM_MAGIC, __ATOMIC_RELEASE);
+}
+
+int demi_baseline_catmem_pingpong(int size, int warmup, int count, uint32_t ring, int server_cpu, int client_cpu,
+                                  uint64_t *rtt_ns) {
+    if (!cm_size_ok(size, ring) || count <= 0 || warmup < 0) return EINVAL;
+    size_t bytes = CM_CONTROL + 2 * (size_t)ring;
+    char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (m == MAP_FAILED) return errno;
+    cm_init_control(m, ring);
+    pid_t child = fork();
+    if (child < 0) {
+        int e = errno;
+        munmap(m, bytes);
+        return e;
+    }
+    if (child == 0) {
+        pin(server_cpu);
+        cm_echo(m, ring);
+        _exit(0);
+    }
+    pin(client_cpu);
+    int rc = cm_client(m, ring, size, warmup, count, rtt_ns);
+    __atomic_store_n((uint32_t *)(m + CM_CREATOR_CLOSED), 1, __ATOMIC_RELEASE);
+    waitpid(child, NULL, 0);
+    munmap(m, bytes);
+    return rc;
+}
+
+int demi_baseline_catmem_echo_named(const char *name, int cpu) {
+    char object[256];
+    if (snprintf(object, sizeof object, "/demi-%s", name) >= (int)sizeof object) return ENAMETOOLONG;
+    int fd = shm_open(object, O_RDWR, 0600);
+    if (fd < 0) return errno;
+    struct stat st;
+    char *m = MAP_FAILED;
+    uint32_t ring = 0;
+    if (fstat(fd, &st) == 0 && st.st_size >= 2 * CM_CONTROL) {
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    }
+    int rc = m == MAP_FAILED ? (errno ? errno : EINVAL) : 0;
+    close(fd);
+    if (rc) return rc;
+    uint32_t none = 0;
+    ring = *(uint32_t *)(m + 12);
+    if (__atomic_load_n((uint64_t *)m, __ATOMIC_ACQUIRE) != CM_MAGIC || *(uint32_t *)(m + 8) != CM_VERSION ||
+        (size_t)CM_CONTROL + 2 * (size_t)ring > (size_t)st.st_size || !cm_size_ok(1, ring)) {
+        rc = EPROTO;
+    } else if (!__atomic_compare_exchange_n((uint32_t *)(m + CM_OPENER_PID), &none, (uint32_t)getpid(), 0,
+                                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        rc = EBUSY;
+    } else {
+        shm_unlink(object);
+        pin(cpu);
+        cm_echo(m, ring);
+    }
+    munmap(m, (size_t)st.st_size);
+    return rc;
+}
+
+void *demi_baseline_catmem_create(const char *name, uint32_t ring) {
+    char object[256];
+    if (!cm_size_ok(1, ring) || snprintf(object, sizeof object, "/demi-%s", name) >= (int)sizeof object) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int fd = shm_open(object, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) return NULL;
+    size_t bytes = CM_CONTROL + 2 * (size_t)ring;
+    char *m = ftruncate(fd, (off_t)bytes) == 0
+        ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0) : MAP_FAILED;
+    int e = errno;
+    close(fd);
+    if (m == MAP_FAILED) {
+        shm_unlink(object);
+        errno = e;
+        return NULL;
+    }
+    cm_init_control(m, ring);
+    return m;
+}
+
+int demi_baseline_catmem_client(void *mapping, uint32_t ring, int size, int warmup, int count, int cpu,
+                                uint64_t *rtt_ns) {
+    if (!cm_size_ok(size, ring) || count <= 0 || warmup < 0) return EINVAL;
+    pin(cpu);
+    return cm_client(mapping, ring, size, warmup, count, rtt_ns);
+}
+
+void demi_baseline_catmem_close(const char *name, void *mapping, uint32_t ring) {
+    char object[256];
+    if (snprintf(object, sizeof object, "/demi-%s", name) < (int)sizeof object) shm_unlink(object); /* if unopened */
+    __atomic_store_n((uint32_t *)((char *)mapping + CM_CREATOR_CLOSED), 1, __ATOMIC_RELEASE);
+    munmap(mapping, CM_CONTROL + 2 * (size_t)ring);
 }

@@ -109,11 +109,19 @@ struct Bench: ParsableCommand {
                 var runs: [LatencySummary] = []
                 var rates: [Double] = []
                 var ring: [LatencySummary] = []
+                // Where catmem's time goes: its ring format with plain C at both ends, and with plain C at one end.
+                let split = size <= Int(Self.plainRing) / 2 - 16
+                var format: [LatencySummary] = [], cEcho: [LatencySummary] = [], cClient: [LatencySummary] = []
                 for _ in 0..<reps {
                     ring.append(try shmBaseline(size: size))
                     let (s, r) = try catmem(size: size)
                     runs.append(s)
                     rates.append(r)
+                    if split {
+                        format.append(try catmemFormatBaseline(size: size))
+                        cEcho.append(try catmem(size: size, plainCEcho: true).0)
+                        cClient.append(try plainClientToCatmemEcho(size: size))
+                    }
                 }
                 let rm = LatencySummary.median(ring)
                 let cm = LatencySummary.median(runs)
@@ -121,6 +129,13 @@ struct Bench: ParsableCommand {
                                      latency: rm, messagesPerSecond: 1e9 / rm.mean, ratioToC: 1))
                 rows.append(BenchRow(system: "catmem (2 processes)", proto: "shm", size: size,
                                      latency: cm, messagesPerSecond: median(rates), ratioToC: cm.p50 / rm.p50))
+                for (system, runs) in [("catmem's ring format in plain C (2 processes)", format),
+                                       ("catmem client, plain-C echo", cEcho),
+                                       ("plain-C client, catmem echo", cClient)] where split {
+                    let m = LatencySummary.median(runs)
+                    rows.append(BenchRow(system: system, proto: "shm", size: size, latency: m,
+                                         messagesPerSecond: 1e9 / m.mean, ratioToC: m.p50 / rm.p50))
+                }
             }
         }
         printTable(rows)
@@ -299,6 +314,15 @@ struct Bench: ParsableCommand {
     /// peer) and waits for the peer to exit.
     func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [],
                            _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
+        try withCatmemPeer(pipes: pipes, size: size, peerArguments: peerArguments, plainCEcho: false, body)
+    }
+
+    /// The ring size of the pipes whose creator is plain C (catmem's default).
+    static let plainRing: UInt32 = 256 * 1024
+
+    /// The same, with the far end `shm-echo --plain-c` (catmem's ring format in plain C) if `plainCEcho`.
+    func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [], plainCEcho: Bool,
+                           _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
         let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
         let base = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let names = (0..<pipes).map { "\(base)-\($0)" }
@@ -306,6 +330,7 @@ struct Bench: ParsableCommand {
         let peer = Process()
         peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         peer.arguments = ["shm-echo"] + names + peerArguments + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+            + (plainCEcho ? ["--plain-c"] : [])
         try peer.run()
         defer {
             for q in qds { try? os.close(q) }
@@ -317,9 +342,9 @@ struct Bench: ParsableCommand {
         return try body(os, qds, msg)
     }
 
-    func catmem(size: Int) throws -> (LatencySummary, Double) {
+    func catmem(size: Int, plainCEcho: Bool = false) throws -> (LatencySummary, Double) {
         let warmup = self.warmup, count = self.count   // read once (see below)
-        return try withCatmemPeer(pipes: 1, size: size) { os, qds, msg in
+        return try withCatmemPeer(pipes: 1, size: size, plainCEcho: plainCEcho) { os, qds, msg in
             let qd = qds[0]
             var samples: [UInt64] = []
             samples.reserveCapacity(count)
@@ -343,6 +368,39 @@ struct Bench: ParsableCommand {
             let elapsed = Double(now() - t0) / 1e9
             return (LatencySummary(samples), Double(count) / elapsed)
         }
+    }
+
+    /// catmem's ring format with plain C at both ends (C's share of a catmem round trip).
+    func catmemFormatBaseline(size: Int) throws -> LatencySummary {
+        var samples = [UInt64](repeating: 0, count: count)
+        let rc = samples.withUnsafeMutableBufferPointer {
+            demi_baseline_catmem_pingpong(Int32(size), Int32(warmup), Int32(count), Self.plainRing, cpus.server,
+                                          cpus.client, $0.baseAddress)
+        }
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return LatencySummary(samples)
+    }
+
+    /// A plain-C client on a pipe it creates in catmem's format, a catmem `shm-echo` process at the far end.
+    func plainClientToCatmemEcho(size: Int) throws -> LatencySummary {
+        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard let mapping = demi_baseline_catmem_create(name, Self.plainRing) else { throw Errno.current }
+        let peer = Process()
+        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        peer.arguments = ["shm-echo", name] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
+        do { try peer.run() } catch {
+            demi_baseline_catmem_close(name, mapping, Self.plainRing)
+            throw error
+        }
+        var samples = [UInt64](repeating: 0, count: count)
+        let rc = samples.withUnsafeMutableBufferPointer {
+            demi_baseline_catmem_client(mapping, Self.plainRing, Int32(size), Int32(warmup), Int32(count), cpus.client,
+                                        $0.baseAddress)
+        }
+        demi_baseline_catmem_close(name, mapping, Self.plainRing)
+        peer.waitUntilExit()
+        guard rc == 0 else { throw Errno(rawValue: rc) }
+        return LatencySummary(samples)
     }
 
     /// One-way streaming on catmem: `messages` pushes of `size` bytes to a sink process (`shm-echo --sink`), which

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CDemiBaselines
 import CDemiLinux
 import Demikernel
 import Foundation
@@ -133,8 +134,19 @@ struct SharedMemoryEcho: ParsableCommand {
     @Option var cpu: Int?
     /// Sink mode first (one-way streaming): pop this many messages, then answer with one 1-byte message.
     @Option var sink: Int?
+    /// Echo with catmem's ring format written in plain C instead of the libOS (one pipe, whole messages of one record).
+    @Flag var plainC = false
 
     func run() throws {
+        if plainC {
+            let deadline = Date().addingTimeInterval(20)
+            while true {
+                let rc = demi_baseline_catmem_echo_named(name, Int32(cpu ?? -1))
+                if rc == 0 { return }
+                guard rc == ENOENT && Date() < deadline else { throw Errno(rawValue: rc) }
+                usleep(200)
+            }
+        }
         if let cpu { _ = cdemi_pin_to_cpu(Int32(cpu)) }
         let os = try LibOS(.sharedMemory)
         var qd: QDesc?

@@ -1,3 +1,4 @@
+import CDemiBaselines
 import Demikernel
 import Foundation
 import Glibc
@@ -324,6 +325,50 @@ func startPeer(_ arguments: [String]) throws -> Process {
         try a.close(qa)
         #expect(live() == before, "every pop's slot is retired")
         #expect(a.pool.buffersInUse == 0 && b.pool.buffersInUse == 0)
+    }
+
+    /// The ring format written out in plain C (the benchmark's baselines) and the libOS understand each other, both
+    /// ways round: a C echo on a pipe the libOS created, and the libOS echoing on a pipe C created. Catches drift between
+    /// the two.
+    @Test func thePlainCRingFormatAndTheLibOSInteroperate() throws {
+        let name = pipeName("plainc")
+        let os = try LibOS(.sharedMemory)
+        let q = try os.createPipe(name)
+        let echo = Thread { _ = demi_baseline_catmem_echo_named(name, -1) }
+        echo.start()
+        for i in 0..<600 {
+            let message = (0..<(1 + (i * 37) % 5000)).map { UInt8(truncatingIfNeeded: i &+ $0 &* 3) }
+            let m = try os.sgaalloc(copying: message)
+            _ = try os.wait(try os.push(q, m))
+            try os.sgafree(m)
+            let r = try os.wait(try os.pop(q))
+            #expect(r.sga?.bytes == message)
+            try os.sgafree(r.sga!)
+        }
+        try os.close(q)
+        while !echo.isFinished { usleep(1000) }
+        #expect(leftovers(name).isEmpty)
+
+        let other = pipeName("plainc-creator")
+        let ring: UInt32 = 64 * 1024
+        let mapping = try #require(demi_baseline_catmem_create(other, ring))
+        let server = Thread {
+            guard let peer = try? LibOS(.sharedMemory), let qd = try? peer.openPipe(other) else { return }
+            while let r = try? peer.wait(try peer.pop(qd)), let sga = r.sga, sga.count > 0 {
+                _ = try? peer.wait(try peer.push(qd, sga))
+                try? peer.sgafree(sga)
+            }
+            try? peer.close(qd)
+        }
+        server.start()
+        var rtt = [UInt64](repeating: 0, count: 2000)
+        let rc = rtt.withUnsafeMutableBufferPointer {
+            demi_baseline_catmem_client(mapping, ring, 1000, 10, 2000, -1, $0.baseAddress)
+        }
+        #expect(rc == 0)
+        demi_baseline_catmem_close(other, mapping, ring)
+        while !server.isFinished { usleep(1000) }
+        #expect(leftovers(other).isEmpty)
     }
 
     @Test func peerKilledMidStreamFailsPopsWithECONNRESET() throws {

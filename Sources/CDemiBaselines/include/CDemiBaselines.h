@@ -45,6 +45,24 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
 /// (pinned to server_cpu), which answers with one 1-byte message once it has them all; *elapsed_ns is the first push
 /// to that answer. 0 or an errno.
 int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns);
+
+/// catmem's own pipe format (SharedMemoryLibOS, format version 2) written in plain C, whole messages of one record
+/// (`size` at most half the ring less 16 bytes): for rows that put plain C at one or both ends of a catmem pipe.
+/// Both ends C, over an anonymous shared mapping with a forked echo: like `demi_baseline_shm_pingpong`.
+int demi_baseline_catmem_pingpong(int size, int warmup, int count, uint32_t ring, int server_cpu, int client_cpu,
+                                  uint64_t *rtt_ns);
+/// Attaches to the pipe `name` that a catmem libOS created (as `demi_open_pipe` would) and echoes every message until
+/// its creator closes. 0 or an errno.
+int demi_baseline_catmem_echo_named(const char *name, int cpu);
+/// Creates the pipe `name` with rings of `ring` bytes (a power of two of at least 8 KiB) for a catmem libOS to open;
+/// the mapping, or NULL with errno set.
+void *demi_baseline_catmem_create(const char *name, uint32_t ring);
+/// The client of `demi_baseline_shm_pingpong` on a pipe from `demi_baseline_catmem_create`, pinned to `cpu`.
+int demi_baseline_catmem_client(void *mapping, uint32_t ring, int size, int warmup, int count, int cpu,
+                                uint64_t *rtt_ns);
+/// Closes (the peer sees end-of-file) and unmaps a pipe from `demi_baseline_catmem_create`; removes its name if no
+/// one attached.
+void demi_baseline_catmem_close(const char *name, void *mapping, uint32_t ring);
 #ifdef __cplusplus
 }
 #endif
