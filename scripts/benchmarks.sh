@@ -52,7 +52,10 @@ $(uname -r), Swift $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*
   rounded up to 4 KiB). One-way streaming: the producer pushes 1,000,000 messages of 64 bytes, the consumer pops them
   and answers once at the end; messages per second from the first push to that answer. Many clients on catmem: 16
   pipes between the same two processes, one message in flight on each, both sides waiting on all of them at once
-  (\`wait_any\`), against the C ring pair's single ping-pong.
+  (\`wait_any\`), against the C ring pair's single ping-pong. Three more rows split a catmem round trip (sizes that
+  fit one record): "catmem's ring format in plain C" is the same pipe format written in plain C at both ends (what
+  the format itself costs), "catmem client, plain-C echo" and "plain-C client, catmem echo" put the libOS at one end
+  only (what each end of the libOS adds), all against the same C ring.
 - The user-space stack ("inetstack") runs both ends in one thread over an in-memory link: its figures are CPU time
   per I/O of that thread, both stacks included. Messages above one segment (16 and 64 KiB TCP) are popped in parts
   until the whole message is back; UDP above 1,472 bytes goes in IP fragments.
