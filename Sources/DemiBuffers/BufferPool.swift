@@ -339,6 +339,10 @@ public final class BufferPool {
         let n = Self.classGrowth[cls]
         var mem: UnsafeMutableRawPointer?
         guard posix_memalign(&mem, 4096, size * n) == 0, let storage = mem else { return false }
+        // Written once now, as the pool grows: no buffer's first use then takes a page fault on the data path, or
+        // reads the shared zero page (which every untouched page maps, so a buffer sent before it is written would be
+        // read through aliases of one physical page).
+        memset(storage, 0, size * n)
         guard let (base, count) = newHeaders(n) else {
             free(storage)
             return false

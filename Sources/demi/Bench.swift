@@ -338,6 +338,7 @@ struct Bench: ParsableCommand {
         }
         if cpus.client >= 0 { _ = cdemi_pin_to_cpu(cpus.client) }
         let msg = try os.sgaalloc(size)
+        fillMessage(msg)
         defer { try? os.sgafree(msg) }
         return try body(os, qds, msg)
     }
@@ -470,6 +471,7 @@ struct Bench: ParsableCommand {
         let t0 = now()
         if let e = try os.wait(try os.connect(qd, to: addr)).error { throw e }
         let msg = try os.sgaalloc(size)
+        fillMessage(msg)
         var pending: [QToken] = []
         var sent = 0
         while sent < streamBytes || !pending.isEmpty {

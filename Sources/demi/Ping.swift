@@ -29,9 +29,7 @@ enum PingClient {
             qds.append(qd)
         }
         let messages = try qds.map { _ in try os.sgaalloc(size) }
-        for m in messages {
-            for k in 0..<size { m.head!.bytes[k] = UInt8(truncatingIfNeeded: k) }
-        }
+        messages.forEach(fillMessage)
         var started = [UInt64](repeating: 0, count: connections)
         var received = [Int](repeating: 0, count: connections)
         var tokens: [QToken] = []
@@ -99,6 +97,7 @@ extension PingClient {
             if let e = try os.wait(try os.connect(qd, to: server)).error { throw e }
         }
         let msg = try os.sgaalloc(size)
+        fillMessage(msg)
         var samples = [UInt64](repeating: 0, count: count)
         var t0 = now()
         for i in 0..<(warmup + count) {
@@ -123,6 +122,17 @@ extension PingClient {
 
 @inline(__always)
 func now() -> UInt64 { UInt64(Instant.now().rawValue) }
+
+/// Writes a byte pattern into every segment of a message about to be sent, as an application would (and as the C
+/// baselines do): a benchmark should not send memory it never wrote.
+func fillMessage(_ sga: ScatterGatherArray) {
+    var seg = sga.head
+    while let b = seg {
+        let p = b.baseAddress
+        for k in 0..<b.count { p.storeBytes(of: UInt8(truncatingIfNeeded: k), toByteOffset: k, as: UInt8.self) }
+        seg = b.nextSegment
+    }
+}
 
 struct Ping: ParsableCommand {
     static let configuration = CommandConfiguration(
