@@ -564,7 +564,7 @@ public final class LibOS {
             default: break
             }
         }
-        return try switch backend {
+        return switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.wait(qt, timeout: timeout) }
 #if DPDK
