@@ -220,6 +220,9 @@ public final class Scheduler {
     /// The `tag` of a completed slot whose result is plain (no error, no value): `opcode` and `qd` are the operation's
     /// `code` and `qd`, and the result record itself is not written.
     @usableFromInline static var plainResult: UInt64 { 1 << 63 }
+    /// The `tag` of a completed slot whose result is a pop's buffer and nothing else: `opcode`, `qd` and the buffer
+    /// (in the record's `sga`) are stored in place, as for ``plainResult``.
+    @usableFromInline static var plainBuffer: UInt64 { 1 << 62 }
 
     /// ``spawnCompleted(_:qd:result:)`` for a plain result (an inline push): only the operation's `code` and `qd` are
     /// stored, each in place, and ``take(_:)`` builds the result from them. No record is copied, so a wait right after
@@ -242,6 +245,19 @@ public final class Scheduler {
         if tail != Self.none { slot(tail).pointee.completedNext = i } else { completedHead = i }
         completedTail = i
         completedTotal += 1
+        return qt
+    }
+
+    /// ``spawnCompletedPlain(_:qd:)`` for a pop that found its message (one buffer, no address, no error): the buffer
+    /// is stored in the record too, and ``takePlain(_:)`` hands it back.
+    ///
+    /// Throws `EAGAIN` when every slot is taken.
+    @inlinable @inline(__always)
+    public func spawnCompletedPlain(_ code: OperationCode, qd: QDesc, buffer: DemiBuffer) throws(Errno) -> QToken {
+        let qt = try spawnCompletedPlain(code, qd: qd)
+        let s = slot(UInt32(truncatingIfNeeded: qt.rawValue))
+        s.pointee.operation.sga.head = buffer
+        s.pointee.tag = Self.plainBuffer
         return qt
     }
 
@@ -335,22 +351,28 @@ public final class Scheduler {
 
     /// ``take(_:)`` for a plain result (see ``spawnCompletedPlain(_:qd:)``): the operation's code and queue, read back
     /// as they were stored, or nil (nothing taken) if `qt` is not a completed operation with a plain result.
+    /// A pop's buffer (``spawnCompletedPlain(_:qd:buffer:)``) comes back as the third element; nil for other results.
     @inlinable @inline(__always)
-    public func takePlain(_ qt: QToken) -> (OperationCode, QDesc)? {
+    public func takePlain(_ qt: QToken) -> (OperationCode, QDesc, DemiBuffer?)? {
         let i = UInt32(truncatingIfNeeded: qt.rawValue)
         guard Int(i) < capacity else { return nil }
         let s = slot(i)
-        guard s.pointee.state == State.completed, s.pointee.tag == Self.plainResult,
+        guard s.pointee.state == State.completed, s.pointee.tag & (Self.plainResult | Self.plainBuffer) != 0,
               s.pointee.generation == UInt32(truncatingIfNeeded: qt.rawValue >> 32) else { return nil }
         let code = s.pointee.operation.code
         let qd = s.pointee.operation.qd
+        var buffer: DemiBuffer?
+        if s.pointee.tag == Self.plainBuffer {
+            buffer = s.pointee.operation.sga.head
+            s.pointee.operation.sga.head = nil
+        }
         let p = s.pointee.completedPrev
         let n = s.pointee.completedNext
         if p != Self.none { slot(p).pointee.completedNext = n } else { completedHead = n }
         if n != Self.none { slot(n).pointee.completedPrev = p } else { completedTail = p }
         completedTotal -= 1
         freeSlot(i)
-        return (code, qd)
+        return (code, qd, buffer)
     }
 
     /// Takes the oldest completed result, if any.
@@ -363,7 +385,7 @@ public final class Scheduler {
     @inlinable
     func takeSlot(_ i: UInt32) -> QResult {
         let s = slot(i)
-        if s.pointee.tag == Self.plainResult { materializePlain(s, i) }  // taken other than by takePlain
+        if s.pointee.tag & (Self.plainResult | Self.plainBuffer) != 0 { materializePlain(s, i) }  // not by takePlain
         let r = s.pointee.result
         let p = s.pointee.completedPrev
         let n = s.pointee.completedNext
@@ -376,7 +398,13 @@ public final class Scheduler {
 
     @usableFromInline @inline(never)
     func materializePlain(_ s: UnsafeMutablePointer<Slot>, _ i: UInt32) {
-        s.pointee.result = QResult(opcode: s.pointee.operation.code, qd: s.pointee.operation.qd, qt: token(of: i))
+        var value = QResult.Value.none
+        if s.pointee.tag == Self.plainBuffer {
+            value = .sga(ScatterGatherArray(head: s.pointee.operation.sga.head))
+            s.pointee.operation.sga.head = nil
+        }
+        s.pointee.result = QResult(opcode: s.pointee.operation.code, qd: s.pointee.operation.qd, qt: token(of: i),
+                                   value: value)
         s.pointee.tag = 0
     }
 

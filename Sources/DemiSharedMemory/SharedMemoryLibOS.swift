@@ -118,6 +118,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// The queue whose consumer has moved past a message without publishing its head yet (``popSmall(_:_:_:)``: the
     /// store waits until the caller's reply is in the ring), or -1.
     @exclusivity(unchecked) var unpublishedQueue = -1
+    /// The queue whose pop last took a small message that was already there (a stream's consumer), or -1: the one
+    /// whose spare ``keepAsSpare(_:)`` refills when no pop waits to be re-armed.
+    @exclusivity(unchecked) var lastPopQueue = -1
     let ringSize: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
@@ -174,6 +177,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if queues[i].peerPidfd >= 0 { Glibc.close(queues[i].peerPidfd) }  // (not noPidfd)
         if let p = queues[i].partial { p.release() }
         if let p = queues[i].spare { p.release() }
+        if lastPopQueue == i { lastPopQueue = -1 }
         if let s = queues[i].slots {
             for k in 0..<queues[i].slotCount {
                 s[(queues[i].slotHead + k) % options.memoryQueueCapacity].releaseAll()
@@ -423,6 +427,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
                 park(i)
                 return qt
             }
+            lastPopQueue = i  // its spare is refilled by the next sgafree that can
+            // A whole message that fits the spare (records before the peer's close or death still count).
+            if q.pointee.consumer.hasRecord(), let b = receiveSmall(q) { return completedPop(qd, b) }
             switch receive(i) {
             case .empty:
                 // Parked at once, not runnable: the fast-path poller (or a spinning wait) runs it when a record, the
@@ -451,8 +458,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// message is copied into it with no trip through the pool's free list. False (nothing changed) if the buffer or
     /// the moment does not fit; then the caller frees it as usual. `EINVAL` for an invalid buffer.
     public func keepAsSpare(_ buffer: DemiBuffer) throws(Errno) -> Bool {
-        let i = unretiredQueue
-        guard i >= 0, queues[i].spare == nil,
+        let i = unretiredQueue >= 0 ? unretiredQueue : lastPopQueue
+        guard i >= 0, queues[i].inUse, queues[i].kind == .pipe, queues[i].spare == nil,
               let b = try pool.recycleFromApplication(buffer, headroom: 0) else { return false }
         queues[i].spare = b
         return true
@@ -465,9 +472,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
         return q.pointee.spare != nil
     }
 
+    /// A token for a pop that found its message (the caller has checked ``canSpawn``): the buffer waits in the slot's
+    /// record, not in a result record, so the wait that takes it copies nothing (``Scheduler/takePlain(_:)``).
     func completedPop(_ qd: QDesc, _ b: DemiBuffer) -> QToken {
         pool.giveToApplication(b)
-        return completedToken(.pop, qd, .sga(ScatterGatherArray(head: b)))
+        do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch { preconditionFailure("no slot") }
     }
 
     func failedToken(_ qd: QDesc, _ e: Errno) -> QToken {
@@ -530,7 +539,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         retire()
         let s = scheduler
-        if let (code, qd) = s.takePlain(qt) { return QResult(opcode: code, qd: qd, qt: qt) }
+        if let (code, qd, buffer) = s.takePlain(qt) {
+            return QResult(opcode: code, qd: qd, qt: qt, value: buffer.map { .sga(ScatterGatherArray(head: $0)) } ?? .none)
+        }
         if let r = s.take(qt) { return r }
         guard timeout == nil, s.nextTimerDeadline == nil else { return try sharedWait(self, qt, timeout) }
         guard let t = s.index(of: qt) else { throw .invalidArgument }
@@ -652,7 +663,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// when neither applies, a pass is due, or the pop ends otherwise: then ``wait(_:timeout:)`` does the rest.
     public func waitFast(_ qt: QToken) -> FastCompletion {
         let s = scheduler
-        if let (code, qd) = s.takePlain(qt) { return FastCompletion(code: code, qd: qd) }
+        if let (code, qd, buffer) = s.takePlain(qt) { return FastCompletion(code: code, qd: qd, buffer: buffer) }
         retire()
         let none = FastCompletion(code: .invalid, qd: QDesc(rawValue: -1))
         guard parkedCount == 1, s.nextTimerDeadline == nil else { return none }

@@ -7,7 +7,8 @@
 // udp-echo (the same over UDP), tcp-bulk (one full-sized TCP segment pushed, sent, received and popped),
 // catmem (one 64-byte round trip through a shared-memory pipe between two catmem libOSes in this process, with the
 // calls of `demi bench`'s client and echo server: 4 I/Os; each pop parks before its message comes, as between two
-// processes).
+// processes), catmem-stream (one 64-byte message streamed through a pipe: pushed and waited for, then popped,
+// waited for and freed by the other libOS, 32 at a time, as `demi bench`'s sink: 2 I/Os).
 // Everything runs on one thread with no system calls on the measured path except clock reads, so the instruction
 // count per iteration is repeatable: the checker runs N and 10N+N iterations and divides the difference.
 import DemiBuffers
@@ -178,8 +179,36 @@ func run(_ path: String, _ n: Int) throws(Errno) {
         }
         try client.close(c)
         try server.close(s)
+    case "catmem-stream":
+        // One-way streaming: the client pushes (and waits for) one 64-byte message per iteration; every 32 the server
+        // pops the 32 waiting (pop, wait, sgafree each), as `demi bench`'s sink does. Both ends, per message.
+        let client = SharedMemoryLibOS()
+        let server = SharedMemoryLibOS()
+        let name = "hotpaths-\(getpid())"
+        let c = try client.createPipe(name)
+        let s = try server.openPipe(name)
+        let msg = message(client.pool, 64)
+        func wait(_ l: SharedMemoryLibOS, _ qt: QToken) throws(Errno) -> QResult {
+            let f = l.waitFast(qt)
+            switch f.code {
+            case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
+            case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
+            default: return try l.wait(qt)
+            }
+        }
+        for i in 0..<(n + 128) {
+            _ = try wait(client, try client.push(c, msg))
+            if i % 32 == 31 {
+                for _ in 0..<32 {
+                    guard let got = try wait(server, try server.pop(s)).sga, got.count == 64 else { fail("pop failed") }
+                    if try !server.keepAsSpare(got.head!) { try server.pool.freeFromApplication(got.head!) }
+                }
+            }
+        }
+        try client.close(c)
+        try server.close(s)
     default:
-        fail("unknown path \(path); paths: operation buffer tcp-echo udp-echo tcp-bulk catmem")
+        fail("unknown path \(path); paths: operation buffer tcp-echo udp-echo tcp-bulk catmem catmem-stream")
     }
 }
 

@@ -371,6 +371,63 @@ func startPeer(_ arguments: [String]) throws -> Process {
         #expect(leftovers(other).isEmpty)
     }
 
+    /// Pops that find their message already in the ring complete at once with the buffer kept in the slot's record:
+    /// each wait (wait, wait_any, wait_next, and a wait after other completions) must hand the same message back, and a
+    /// freed message's buffer (kept as the next receive buffer) must be stale for the application at once.
+    @Test func popsOfMessagesAlreadyThereComeBackThroughEveryWait() throws {
+        let a = try LibOS(.sharedMemory)
+        let b = try LibOS(.sharedMemory)
+        let name = pipeName("stream")
+        let qa = try a.createPipe(name)
+        let qb = try b.openPipe(name)
+        func message(_ i: Int) -> [UInt8] { (0..<(1 + i % 300)).map { UInt8(truncatingIfNeeded: i &* 13 &+ $0) } }
+        let live = { b.statistics.first { $0.0 == "live_operations" }?.1 }
+        let before = live()
+        for round in 0..<4 {
+            for i in 0..<100 {
+                let m = try a.sgaalloc(copying: message(round * 100 + i))
+                _ = try a.wait(try a.push(qa, m))
+                try a.sgafree(m)
+            }
+            for i in 0..<100 {
+                let expected = message(round * 100 + i)
+                let qt = try b.pop(qb)  // the message is there: completed at once
+                let r: QResult
+                switch (round, i % 3) {
+                case (0, _): r = try b.wait(qt)
+                case (1, _): r = try b.waitAny([qt]).1
+                case (2, _): r = try #require(try b.waitNext(1).first)
+                default:
+                    let other = try b.pop(qb)  // two completed at once, taken in the other order
+                    let second = try b.wait(other)
+                    #expect(second.sga?.bytes == message(round * 100 + i + 1))
+                    try b.sgafree(second.sga!)
+                    r = try b.wait(qt)
+                }
+                #expect(r.qt == qt && r.opcode == .pop && r.sga?.bytes == expected)
+                try b.sgafree(r.sga!)
+                #expect(throws: Errno.invalidArgument) { try b.sgafree(r.sga!) }
+                #expect(throws: Errno.invalidArgument) { try b.wait(qt) }
+                if round == 3 { break }
+            }
+            if round == 3 {
+                // The rest of the round's messages, still in the ring, come out in order before end-of-file.
+                for i in 2..<100 {
+                    let r = try b.wait(try b.pop(qb))
+                    #expect(r.sga?.bytes == message(300 + i))
+                    try b.sgafree(r.sga!)
+                }
+            }
+        }
+        try a.close(qa)
+        let eof = try b.wait(try b.pop(qb))
+        #expect(eof.sga?.count == 0)
+        try b.sgafree(eof.sga!)
+        try b.close(qb)
+        #expect(live() == before)
+        #expect(a.pool.buffersInUse == 0 && b.pool.buffersInUse == 0)
+    }
+
     @Test func peerKilledMidStreamFailsPopsWithECONNRESET() throws {
         let os = try LibOS(.sharedMemory)
         let name = pipeName("kill")
