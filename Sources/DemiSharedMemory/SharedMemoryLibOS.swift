@@ -332,15 +332,6 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @inline(__always)
     var canSpawn: Bool { scheduler.liveCount < Scheduler.chunkSize * Scheduler.maxChunks }
 
-    /// A token for an operation that completed inline. The caller has checked ``canSpawn``.
-    @inline(__always)
-    func completedToken(_ code: OperationCode, _ qd: QDesc, _ value: QResult.Value = .none) -> QToken {
-        do {
-            return try scheduler.spawnCompleted(
-                code, qd: qd, result: QResult(opcode: code, qd: qd, qt: QToken(rawValue: 0), value: value))
-        } catch { preconditionFailure("no slot") }
-    }
-
     /// A token for an operation that completed inline with a plain result (a push). The caller has checked
     /// ``canSpawn``.
     @inline(__always)
@@ -453,10 +444,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
         return qt
     }
 
-    /// `sgafree` of a popped message while the pop that took it waits to be re-armed (a ping-pong's reply has gone
-    /// out): a buffer the pool would hand out next anyway becomes that queue's spare at once, so the next small
-    /// message is copied into it with no trip through the pool's free list. False (nothing changed) if the buffer or
-    /// the moment does not fit; then the caller frees it as usual. `EINVAL` for an invalid buffer.
+    /// `sgafree` of a popped message: if the pop that took it waits to be re-armed (a ping-pong's reply has gone out),
+    /// or else the queue whose pop last found a message waiting (a stream) has no spare, a buffer the pool would hand
+    /// out next anyway becomes that queue's spare at once, so the next small message is copied into it with no trip
+    /// through the pool's free list. False (nothing changed) if the buffer or the moment does not fit; then the caller
+    /// frees it as usual. `EINVAL` for an invalid buffer.
     public func keepAsSpare(_ buffer: DemiBuffer) throws(Errno) -> Bool {
         let i = unretiredQueue >= 0 ? unretiredQueue : lastPopQueue
         guard i >= 0, queues[i].inUse, queues[i].kind == .pipe, queues[i].spare == nil,
@@ -476,7 +468,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// record, not in a result record, so the wait that takes it copies nothing (``Scheduler/takePlain(_:)``).
     func completedPop(_ qd: QDesc, _ b: DemiBuffer) -> QToken {
         pool.giveToApplication(b)
-        do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch { preconditionFailure("no slot") }
+        do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch {
+            preconditionFailure("no slot")
+        }
     }
 
     func failedToken(_ qd: QDesc, _ e: Errno) -> QToken {
@@ -540,7 +534,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         retire()
         let s = scheduler
         if let (code, qd, buffer) = s.takePlain(qt) {
-            return QResult(opcode: code, qd: qd, qt: qt, value: buffer.map { .sga(ScatterGatherArray(head: $0)) } ?? .none)
+            let value = buffer.map { QResult.Value.sga(ScatterGatherArray(head: $0)) } ?? .none
+            return QResult(opcode: code, qd: qd, qt: qt, value: value)
         }
         if let r = s.take(qt) { return r }
         guard timeout == nil, s.nextTimerDeadline == nil else { return try sharedWait(self, qt, timeout) }

@@ -328,8 +328,8 @@ func startPeer(_ arguments: [String]) throws -> Process {
     }
 
     /// The ring format written out in plain C (the benchmark's baselines) and the libOS understand each other, both
-    /// ways round: a C echo on a pipe the libOS created, and the libOS echoing on a pipe C created. Catches drift between
-    /// the two.
+    /// ways round: a C echo on a pipe the libOS created, and the libOS echoing on a pipe C created. Catches drift
+    /// between the two.
     @Test func thePlainCRingFormatAndTheLibOSInteroperate() throws {
         let name = pipeName("plainc")
         let os = try LibOS(.sharedMemory)
