@@ -77,6 +77,42 @@ func message(_ pool: BufferPool, _ n: Int) -> ScatterGatherArray {
     return ScatterGatherArray(head: b)
 }
 
+/// Two catmem libOSes in this process joined by a pipe (`c` the creator's end, `s` the opener's) and a 64-byte message.
+struct CatmemPair {
+    let client = SharedMemoryLibOS()
+    let server = SharedMemoryLibOS()
+    let c: QDesc
+    let s: QDesc
+    let msg: ScatterGatherArray
+
+    init() throws(Errno) {
+        let name = "hotpaths-\(getpid())"
+        c = try client.createPipe(name)
+        s = try server.openPipe(name)
+        msg = message(client.pool, 64)
+    }
+
+    func close() throws(Errno) {
+        try client.close(c)
+        try server.close(s)
+    }
+}
+
+/// The facade's wait (LibOS.wait) on catmem: the short path first, then the libOS's wait.
+func facadeWait(_ l: SharedMemoryLibOS, _ qt: QToken) throws(Errno) -> QResult {
+    let f = l.waitFast(qt)
+    switch f.code {
+    case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
+    case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
+    default: return try l.wait(qt)
+    }
+}
+
+/// The facade's sgafree (LibOS.sgafree) on catmem: the buffer back as its queue's spare if it can be, else to the pool.
+func facadeSgafree(_ l: SharedMemoryLibOS, _ sga: ScatterGatherArray) throws(Errno) {
+    if try !l.keepAsSpare(sga.head!) { try l.pool.freeFromApplication(sga.head!) }
+}
+
 func run(_ path: String, _ n: Int) throws(Errno) {
     switch path {
     case "operation":
@@ -147,66 +183,37 @@ func run(_ path: String, _ n: Int) throws(Errno) {
             if inFlight.count > 32 { _ = p.wait(p.b, inFlight.removeFirst()) }
         }
     case "catmem":
-        let client = SharedMemoryLibOS()
-        let server = SharedMemoryLibOS()
-        let name = "hotpaths-\(getpid())"
-        let c = try client.createPipe(name)
-        let s = try server.openPipe(name)
-        let msg = message(client.pool, 64)
+        let p = try CatmemPair()
+        let (client, server, c, s, msg) = (p.client, p.server, p.c, p.s, p.msg)
         var serverPop = try server.pop(s)
-        // The facade's wait (LibOS.wait): the short path first, then the libOS's wait.
-        func wait(_ l: SharedMemoryLibOS, _ qt: QToken) throws(Errno) -> QResult {
-            let f = l.waitFast(qt)
-            switch f.code {
-            case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
-            case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
-            default: return try l.wait(qt)
-            }
-        }
-        // The facade's sgafree (LibOS.sgafree): the buffer back as its queue's spare if it can be, else to the pool.
-        func sgafree(_ l: SharedMemoryLibOS, _ sga: ScatterGatherArray) throws(Errno) {
-            if try !l.keepAsSpare(sga.head!) { try l.pool.freeFromApplication(sga.head!) }
-        }
         for _ in 0..<(n + 100) {
-            _ = try wait(client, try client.push(c, msg))
+            _ = try facadeWait(client, try client.push(c, msg))
             let clientPop = try client.pop(c)
-            guard let got = try wait(server, serverPop).sga else { fail("server pop failed") }
-            _ = try wait(server, try server.push(s, got))
-            try sgafree(server, got)
+            guard let got = try facadeWait(server, serverPop).sga else { fail("server pop failed") }
+            _ = try facadeWait(server, try server.push(s, got))
+            try facadeSgafree(server, got)
             serverPop = try server.pop(s)
-            guard let reply = try wait(client, clientPop).sga, reply.count == 64 else { fail("client pop failed") }
-            try sgafree(client, reply)
+            guard let reply = try facadeWait(client, clientPop).sga, reply.count == 64 else { fail("client pop failed") }
+            try facadeSgafree(client, reply)
         }
-        try client.close(c)
-        try server.close(s)
+        try p.close()
     case "catmem-stream":
         // One-way streaming: the client pushes (and waits for) one 64-byte message per iteration; every 32 the server
         // pops the 32 waiting (pop, wait, sgafree each), as `demi bench`'s sink does. Both ends, per message.
-        let client = SharedMemoryLibOS()
-        let server = SharedMemoryLibOS()
-        let name = "hotpaths-\(getpid())"
-        let c = try client.createPipe(name)
-        let s = try server.openPipe(name)
-        let msg = message(client.pool, 64)
-        func wait(_ l: SharedMemoryLibOS, _ qt: QToken) throws(Errno) -> QResult {
-            let f = l.waitFast(qt)
-            switch f.code {
-            case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
-            case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
-            default: return try l.wait(qt)
-            }
-        }
+        let p = try CatmemPair()
+        let (client, server, c, s, msg) = (p.client, p.server, p.c, p.s, p.msg)
         for i in 0..<(n + 128) {
-            _ = try wait(client, try client.push(c, msg))
+            _ = try facadeWait(client, try client.push(c, msg))
             if i % 32 == 31 {
                 for _ in 0..<32 {
-                    guard let got = try wait(server, try server.pop(s)).sga, got.count == 64 else { fail("pop failed") }
-                    if try !server.keepAsSpare(got.head!) { try server.pool.freeFromApplication(got.head!) }
+                    guard let got = try facadeWait(server, try server.pop(s)).sga, got.count == 64 else {
+                        fail("pop failed")
+                    }
+                    try facadeSgafree(server, got)
                 }
             }
         }
-        try client.close(c)
-        try server.close(s)
+        try p.close()
     default:
         fail("unknown path \(path); paths: operation buffer tcp-echo udp-echo tcp-bulk catmem catmem-stream")
     }

@@ -308,30 +308,32 @@ struct Bench: ParsableCommand {
         return (LatencySummary(o.samples), Double(o.messages) / (Double(o.elapsedNs) / 1e9))
     }
 
-    /// Runs `body` on a catmem libOS (RING_SIZE etc. from the environment) with `pipes` fresh pipes whose far ends a
-    /// `shm-echo` process serves (with `peerArguments`, on the server CPU), this thread pinned to the client CPU, and
-    /// one `size`-byte message from `sgaalloc`; afterwards frees the message, closes the pipes (end-of-file for the
-    /// peer) and waits for the peer to exit.
-    func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [],
-                           _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
-        try withCatmemPeer(pipes: pipes, size: size, peerArguments: peerArguments, plainCEcho: false, body)
-    }
-
     /// The ring size of the pipes whose creator is plain C (catmem's default).
     static let plainRing: UInt32 = 256 * 1024
 
-    /// The same, with the far end `shm-echo --plain-c` (catmem's ring format in plain C) if `plainCEcho`.
-    func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [], plainCEcho: Bool,
-                           _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
-        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
-        let base = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let names = (0..<pipes).map { "\(base)-\($0)" }
-        let qds = try names.map { try os.createPipe($0) }
+    /// A fresh pipe name for this process.
+    func pipeName() -> String { "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" }
+
+    /// Starts `demi shm-echo` on the pipes `names` (with `arguments`, on the server CPU).
+    func startEcho(_ names: [String], _ arguments: [String] = []) throws -> Process {
         let peer = Process()
         peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        peer.arguments = ["shm-echo"] + names + peerArguments + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
-            + (plainCEcho ? ["--plain-c"] : [])
+        peer.arguments = ["shm-echo"] + names + arguments + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
         try peer.run()
+        return peer
+    }
+
+    /// Runs `body` on a catmem libOS (RING_SIZE etc. from the environment) with `pipes` fresh pipes whose far ends a
+    /// `shm-echo` process serves (with `peerArguments`, on the server CPU; `shm-echo --plain-c`, catmem's ring format
+    /// in plain C, if `plainCEcho`), this thread pinned to the client CPU, and one `size`-byte message from `sgaalloc`;
+    /// afterwards frees the message, closes the pipes (end-of-file for the peer) and waits for the peer to exit.
+    func withCatmemPeer<T>(pipes: Int, size: Int, peerArguments: [String] = [], plainCEcho: Bool = false,
+                           _ body: (LibOS, [QDesc], ScatterGatherArray) throws -> T) throws -> T {
+        let os = try LibOS(.sharedMemory, configuration: try Configuration.fromEnvironment())
+        let base = pipeName()
+        let names = (0..<pipes).map { "\(base)-\($0)" }
+        let qds = try names.map { try os.createPipe($0) }
+        let peer = try startEcho(names, peerArguments + (plainCEcho ? ["--plain-c"] : []))
         defer {
             for q in qds { try? os.close(q) }
             peer.waitUntilExit()
@@ -384,12 +386,10 @@ struct Bench: ParsableCommand {
 
     /// A plain-C client on a pipe it creates in catmem's format, a catmem `shm-echo` process at the far end.
     func plainClientToCatmemEcho(size: Int) throws -> LatencySummary {
-        let name = "bench-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let name = pipeName()
         guard let mapping = demi_baseline_catmem_create(name, Self.plainRing) else { throw Errno.current }
-        let peer = Process()
-        peer.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        peer.arguments = ["shm-echo", name] + (cpus.server >= 0 ? ["--cpu", "\(cpus.server)"] : [])
-        do { try peer.run() } catch {
+        let peer: Process
+        do { peer = try startEcho([name]) } catch {
             demi_baseline_catmem_close(name, mapping, Self.plainRing)
             throw error
         }
