@@ -9,11 +9,24 @@ import DemiCore
 public struct ScatterGatherArray: @unchecked Sendable {
     /// The first segment; nil for an empty array.
     public var head: DemiBuffer?
+    /// The sender's address and port in one word (0: none), so that an array is passed between functions as three
+    /// registers (segment, generation, address). An optional address stored as such would share its 8-byte unit with
+    /// the generation, and every call would repack the two through memory (narrow stores, then a wide load that
+    /// cannot be forwarded from them, which stalls until they reach the cache).
+    @usableFromInline var addressBits: UInt64
+
     /// The sender of a popped datagram, or nil.
-    public var address: SocketAddressV4?
+    @inlinable public var address: SocketAddressV4? {
+        get {
+            addressBits == 0 ? nil : SocketAddressV4(IPv4Address(rawValue: UInt32(truncatingIfNeeded: addressBits)),
+                                                     UInt16(truncatingIfNeeded: addressBits >> 32))
+        }
+        set { addressBits = newValue.map { UInt64($0.address.rawValue) | UInt64($0.port) << 32 | 1 << 48 } ?? 0 }
+    }
 
     @inlinable public init(head: DemiBuffer?, address: SocketAddressV4? = nil) {
         self.head = head
+        addressBits = 0
         self.address = address
     }
 
@@ -23,6 +36,7 @@ public struct ScatterGatherArray: @unchecked Sendable {
             segments[i].header.pointee.next = i + 1 < segments.count ? segments[i + 1].header : nil
         }
         head = segments.first
+        addressBits = 0
         self.address = address
     }
 
