@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "demi-hotpaths",
             dependencies: ["DemiCore", "DemiBuffers", "DemiRuntime", "DemiDevices", "DemiInet", "DemiStackLibOS",
-                           "DemiSharedMemory"],
+                           "DemiSharedMemory", "Demikernel"],
             swiftSettings: swiftSettings
         ),
 

@@ -6,6 +6,9 @@
 #   scripts/check-hotpaths.sh            check
 #   scripts/check-hotpaths.sh --update   rewrite the limits: current counts plus 25% headroom
 #
+# Also checks, by disassembly, that no datapath function reads a stack slot with a load that store-to-load forwarding
+# cannot serve (scripts/check-store-forwarding.py).
+#
 # Each path runs N1 and N2 iterations (demi-hotpaths PATH N); the difference divided by N2-N1 removes start-up
 # costs. Heap allocations are counted the same way (valgrind's memcheck, "total heap usage"): every hot path must make
 # none per operation, so any allocation the extra iterations make fails the check. Needs valgrind; skips without it
@@ -19,6 +22,13 @@ if ! command -v valgrind >/dev/null; then
     exit 0
 fi
 swift build -c release --product demi-hotpaths >/dev/null
+
+# No value on the datapath may be assembled in a stack slot from narrow stores and read back wide (a load the store
+# buffer cannot forward stalls until the stores reach the cache): scripts/check-store-forwarding.py.
+sf=0
+python3 scripts/check-store-forwarding.py .build/release/demi-hotpaths 10Demikernel5LibOSC 16DemiSharedMemory \
+    11DemiRuntime 11DemiBuffers 14DemiStackLibOS 7DemiInet 8DemiWire 11DemiDevices 17DemiKernelSockets \
+    --except 10Demikernel13Configuration C5queue0A4Core15QueueDescriptor || sf=1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cp .build/release/demi-hotpaths "$dir/"
@@ -71,4 +81,5 @@ for p in "${paths[@]}"; do
     printf 'hotpaths: %-10s %8d instructions/op (limit %d), %d heap allocations in 1000 more ops %s\n' "$p" "${per[$p]}" \
         "$limit" "${extra[$p]}" "$status"
 done
+if [ "$sf" -ne 0 ]; then echo "hotpaths: loads that cannot be forwarded on the datapath (see above)" >&2; fail=1; fi
 exit $fail

@@ -5,10 +5,10 @@
 // Paths: operation (spawn + complete + take of one operation), buffer (pool allocate + release, 64 B),
 // tcp-echo (one 64-byte TCP echo round trip between two user-space stacks over the in-memory link: 4 I/Os),
 // udp-echo (the same over UDP), tcp-bulk (one full-sized TCP segment pushed, sent, received and popped),
-// catmem (one 64-byte round trip through a shared-memory pipe between two catmem libOSes in this process, with the
-// calls of `demi bench`'s client and echo server: 4 I/Os; each pop parks before its message comes, as between two
-// processes), catmem-stream (one 64-byte message streamed through a pipe: pushed and waited for, then popped,
-// waited for and freed by the other libOS, 32 at a time, as `demi bench`'s sink: 2 I/Os).
+// catmem (one 64-byte round trip through a shared-memory pipe between two catmem libOSes in this process, called
+// through the facade (`LibOS`) as `demi bench`'s client and echo server call it: 4 I/Os; each pop parks before its
+// message comes, as between two processes), catmem-stream (one 64-byte message streamed through a pipe: pushed and
+// waited for, then popped, waited for and freed by the other libOS, 32 at a time, as `demi bench`'s sink: 2 I/Os).
 // Everything runs on one thread with no system calls on the measured path except clock reads, so the instruction
 // count per iteration is repeatable: the checker runs N and 10N+N iterations and divides the difference.
 import DemiBuffers
@@ -18,6 +18,7 @@ import DemiInet
 import DemiRuntime
 import DemiSharedMemory
 import DemiStackLibOS
+import Demikernel
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -77,40 +78,32 @@ func message(_ pool: BufferPool, _ n: Int) -> ScatterGatherArray {
     return ScatterGatherArray(head: b)
 }
 
-/// Two catmem libOSes in this process joined by a pipe (`c` the creator's end, `s` the opener's) and a 64-byte message.
+/// Two catmem libOSes in this process, each behind the facade applications call (`LibOS`, as `demi bench`'s client
+/// and echo use it), joined by a pipe (`c` the creator's end, `s` the opener's) and a 64-byte message.
 struct CatmemPair {
-    let client = SharedMemoryLibOS()
-    let server = SharedMemoryLibOS()
+    let client: LibOS
+    let server: LibOS
     let c: QDesc
     let s: QDesc
     let msg: ScatterGatherArray
 
     init() throws(Errno) {
+        do {
+            client = try LibOS(.sharedMemory)
+            server = try LibOS(.sharedMemory)
+        } catch { fail("catmem: \(error)") }
         let name = "hotpaths-\(getpid())"
         c = try client.createPipe(name)
         s = try server.openPipe(name)
-        msg = message(client.pool, 64)
+        msg = try client.sgaalloc(64)
+        memset(msg.head!.baseAddress, 0x5A, 64)
     }
 
     func close() throws(Errno) {
+        try client.sgafree(msg)
         try client.close(c)
         try server.close(s)
     }
-}
-
-/// The facade's wait (LibOS.wait) on catmem: the short path first, then the libOS's wait.
-func facadeWait(_ l: SharedMemoryLibOS, _ qt: QToken) throws(Errno) -> QResult {
-    let f = l.waitFast(qt)
-    switch f.code {
-    case .push: return QResult(opcode: .push, qd: f.qd, qt: qt)
-    case .pop: return QResult(opcode: .pop, qd: f.qd, qt: qt, value: .sga(ScatterGatherArray(head: f.buffer)))
-    default: return try l.wait(qt)
-    }
-}
-
-/// The facade's sgafree (LibOS.sgafree) on catmem: the buffer back as its queue's spare if it can be, else to the pool.
-func facadeSgafree(_ l: SharedMemoryLibOS, _ sga: ScatterGatherArray) throws(Errno) {
-    if try !l.keepAsSpare(sga.head!) { try l.pool.freeFromApplication(sga.head!) }
 }
 
 func run(_ path: String, _ n: Int) throws(Errno) {
@@ -187,14 +180,14 @@ func run(_ path: String, _ n: Int) throws(Errno) {
         let (client, server, c, s, msg) = (p.client, p.server, p.c, p.s, p.msg)
         var serverPop = try server.pop(s)
         for _ in 0..<(n + 100) {
-            _ = try facadeWait(client, try client.push(c, msg))
+            _ = try client.wait(try client.push(c, msg))
             let clientPop = try client.pop(c)
-            guard let got = try facadeWait(server, serverPop).sga else { fail("server pop failed") }
-            _ = try facadeWait(server, try server.push(s, got))
-            try facadeSgafree(server, got)
+            guard let got = try server.wait(serverPop).sga else { fail("server pop failed") }
+            _ = try server.wait(try server.push(s, got))
+            try server.sgafree(got)
             serverPop = try server.pop(s)
-            guard let reply = try facadeWait(client, clientPop).sga, reply.count == 64 else { fail("client pop failed") }
-            try facadeSgafree(client, reply)
+            guard let reply = try client.wait(clientPop).sga, reply.count == 64 else { fail("client pop failed") }
+            try client.sgafree(reply)
         }
         try p.close()
     case "catmem-stream":
@@ -203,13 +196,13 @@ func run(_ path: String, _ n: Int) throws(Errno) {
         let p = try CatmemPair()
         let (client, server, c, s, msg) = (p.client, p.server, p.c, p.s, p.msg)
         for i in 0..<(n + 128) {
-            _ = try facadeWait(client, try client.push(c, msg))
+            _ = try client.wait(try client.push(c, msg))
             if i % 32 == 31 {
                 for _ in 0..<32 {
-                    guard let got = try facadeWait(server, try server.pop(s)).sga, got.count == 64 else {
+                    guard let got = try server.wait(try server.pop(s)).sga, got.count == 64 else {
                         fail("pop failed")
                     }
-                    try facadeSgafree(server, got)
+                    try server.sgafree(got)
                 }
             }
         }
