@@ -55,7 +55,9 @@ $(uname -r), Swift $(swift --version 2>&1 | head -1 | sed 's/.*version \([0-9.]*
   (\`wait_any\`), against the C ring pair's single ping-pong. Three more rows split a catmem round trip (sizes that
   fit one record): "catmem's ring format in plain C" is the same pipe format written in plain C at both ends (what
   the format itself costs), "catmem client, plain-C echo" and "plain-C client, catmem echo" put the libOS at one end
-  only (what each end of the libOS adds), all against the same C ring.
+  only (what each end of the libOS adds), all against the same C ring. Each catmem ratio is the median of the runs'
+  own ratios, each run against the C ring run just before it (the machine's speed changes between runs by more than
+  these rows differ).
 - The user-space stack ("inetstack") runs both ends in one thread over an in-memory link: its figures are CPU time
   per I/O of that thread, both stacks included. Messages above one segment (16 and 64 KiB TCP) are popped in parts
   until the whole message is back; UDP above 1,472 bytes goes in IP fragments.
