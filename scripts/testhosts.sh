@@ -197,9 +197,9 @@ impair() {
             ip netns exec "$ns" nft -f - <<EOF
 add table netdev demi_imp
 add chain netdev demi_imp in { type filter hook ingress device veth0 priority 0 ; }
-add rule netdev demi_imp in numgen random mod 100 < $p counter drop
+add rule netdev demi_imp in meta protocol ip numgen random mod 100 < $p counter drop
 EOF
-            echo "impairment: $p% random loss on $ns veth0 ingress";;
+            echo "impairment: $p% random loss of IPv4 packets on $ns veth0 ingress (ARP is not dropped)";;
         *) die "unsupported impairment '$spec': only \"loss P%\" and clear (no netem: delay, duplication and" \
                "reordering need the user-space FaultInjector)";;
     esac

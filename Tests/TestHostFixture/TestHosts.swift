@@ -256,15 +256,17 @@ public final class TestHosts: @unchecked Sendable {
 
     // MARK: - Impairment
 
-    /// Random loss on `veth0` in a namespace, both directions, with nftables (`netdev` family, `numgen random`):
-    /// there is no netem on these kernels. Impair the kernel peer's side (host b): its ingress hook drops our
-    /// frames before its stack sees them, its egress hook drops its frames before they reach the wire. (On host a it
-    /// would do nothing for our stack: packet sockets see frames before the ingress hook.) Throws if `nft` is missing.
+    /// Random loss of IPv4 packets on `veth0` in a namespace, both directions, with nftables (`netdev` family,
+    /// `numgen random`): there is no netem on these kernels. Impair the kernel peer's side (host b): its ingress hook
+    /// drops our frames before its stack sees them, its egress hook drops its frames before they reach the wire. (On
+    /// host a it would do nothing for our stack: packet sockets see frames before the ingress hook.) ARP is left alone:
+    /// the kernel gives up resolving after three lost exchanges and fails the connection (EHOSTUNREACH) before any
+    /// TCP segment is sent, which is not what a loss test is about. Throws if `nft` is missing.
     public func impairLoss(_ host: Host, percent: Int) throws {
         var rules = "add table netdev demi_imp\n"
         for hook in ["ingress", "egress"] {
             rules += "add chain netdev demi_imp \(hook) { type filter hook \(hook) device \"veth0\" priority 0 ; }\n"
-                + "add rule netdev demi_imp \(hook) numgen random mod 100 < \(percent) counter drop\n"
+                + "add rule netdev demi_imp \(hook) meta protocol ip numgen random mod 100 < \(percent) counter drop\n"
         }
         let (status, out) = try run(in: host, ["sh", "-c", "command -v nft >/dev/null || { echo 'nft missing (apt-get install nftables)'; exit 127; }; echo \"$0\" | nft -f -", rules])
         guard status == 0 else { throw Failure("impairment failed: \(out)") }
