@@ -46,7 +46,19 @@ import TestHostFixture
         c.attachMode = mode
         configure(&c)
         do {
-            return try h.withNamespace(host) { try XDPSocketDevice(interface: h.interface, pool: pool, configuration: c) }
+            // The kernel releases a closed AF_XDP socket's UMEM and program in deferred work, so opening the same
+            // queue right after a test closed one can fail with EBUSY for a moment: try again for up to 2 s.
+            var attempts = 0
+            while true {
+                do {
+                    return try h.withNamespace(host) {
+                        try XDPSocketDevice(interface: h.interface, pool: pool, configuration: c)
+                    }
+                } catch let e as Errno where e == .busy && attempts < 100 {
+                    attempts += 1
+                    usleep(20_000)
+                }
+            }
         } catch let e as Errno where !Self.required
             && [Errno.notPermitted, .notSupported, .notImplemented, .addressFamilyNotSupported].contains(e) {
             print("XDPSocketTests: skipped: AF_XDP (\(mode)) unavailable: \(e)")
