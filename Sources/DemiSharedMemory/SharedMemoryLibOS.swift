@@ -339,9 +339,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
         do { return try scheduler.spawnCompletedPlain(code, qd: qd) } catch { preconditionFailure("no slot") }
     }
 
-    /// The largest message that takes the short paths (copied without a call).
-    static let smallMessage = 64
-    /// The largest message of the short push path: ``smallMessage``, or less if messages are limited to less.
+    /// The largest message that takes the short paths: a whole message in one record, copied straight between the
+    /// ring and the application's buffer (a pop's spare buffer holds it). Up to 64 bytes the copy makes no call.
+    static let smallMessage = spareSize
+    /// The largest message of the short paths: ``smallMessage``, or less if messages are limited to less.
     let smallLimit: Int
 
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
@@ -610,9 +611,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
     }
 
-    /// The short path of a spinning wait that sees a record: a whole small message is copied into the spare buffer
-    /// without a call and the head published with one release store; pop `t` is done (its slot is retired by the next
-    /// call). Nil (nothing consumed) for anything else.
+    /// The short path of a spinning wait that sees a record: a whole message of up to ``smallMessage`` bytes in one
+    /// record is copied into the spare buffer and the head published later with one release store; pop `t` is done
+    /// (its slot is retired by the next call). Nil (nothing consumed) for anything else.
     @inline(__always)
     func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
         var position = q.pointee.consumer.headPosition
@@ -626,7 +627,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
         let length = Int(h.load(as: UInt32.self))
         guard (h + 4).load(as: UInt32.self) == 0, Int((h + 8).load(as: UInt64.self)) == length, length > 0,
-              length <= Self.smallMessage, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
+              length <= smallLimit, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
               let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
         else { return nil }
         q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)

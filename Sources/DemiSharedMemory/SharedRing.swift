@@ -77,7 +77,8 @@ struct RingProducer {
     /// general path does that, once per ``compactSpan`` bytes, so this one makes no call).
     @inline(__always)
     mutating func canWriteSmall(_ length: Int) -> Bool {
-        localTail < rewindCheck && hasRoom(RecordHeader.size &+ padded(length)) && fitsUnwrapped(length)
+        localTail < rewindCheck && length <= maxFragment && hasRoom(RecordHeader.size &+ padded(length))
+            && fitsUnwrapped(length)
     }
 
     /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty(before:)``), for a record of `needed`
@@ -137,16 +138,20 @@ struct RingProducer {
         Int(localTail & UInt64(capacity &- 1)) &+ RecordHeader.size &+ length <= capacity
     }
 
-    /// Writes a whole message of `length` bytes (1 to 64) from `source` as one record and publishes it: two header
-    /// stores, the copy without a call, and one release store of the tail. The caller has checked ``hasRoom(_:)`` and
-    /// ``fitsUnwrapped(_:)``.
+    /// Writes a whole message of `length` bytes from `source` as one record and publishes it: two header stores, the
+    /// copy (without a call up to 64 bytes), and one release store of the tail. The caller has checked
+    /// ``hasRoom(_:)`` and ``fitsUnwrapped(_:)``.
     @inline(__always)
     mutating func writeSmall(_ source: UnsafeRawPointer, length: Int) {
         let start = localTail
         let h = data + Int(start & UInt64(capacity - 1))
         h.storeBytes(of: UInt64(length), as: UInt64.self)  // fragment length, flags 0
         (h + 8).storeBytes(of: UInt64(length), as: UInt64.self)  // total length
-        cdemi_copy_small(h + RecordHeader.size, source, length)
+        if length <= 64 {
+            cdemi_copy_small(h + RecordHeader.size, source, length)
+        } else {
+            (h + RecordHeader.size).copyMemory(from: source, byteCount: length)
+        }
         localTail = start &+ UInt64(RecordHeader.size + padded(length))
         cdemi_store_release_u64(tail, localTail)
     }
@@ -242,11 +247,15 @@ struct RingConsumer {
     @inline(__always)
     var headPosition: Int { Int(localHead & UInt64(capacity - 1)) }
 
-    /// Copies the payload (1 to 64 bytes, not wrapping) of the record at `position` to `destination` without a call and
-    /// moves past the record without publishing the head: the caller publishes it later with ``publishHead()``.
+    /// Copies the payload (not wrapping) of the record at `position` to `destination`, without a call up to 64 bytes,
+    /// and moves past the record without publishing the head: the caller publishes it later with ``publishHead()``.
     @inline(__always)
     mutating func consumeSmallUnpublished(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
-        cdemi_copy_small(destination, data + position + RecordHeader.size, length)
+        if length <= 64 {
+            cdemi_copy_small(destination, data + position + RecordHeader.size, length)
+        } else {
+            destination.copyMemory(from: data + position + RecordHeader.size, byteCount: length)
+        }
         localHead &+= UInt64(RecordHeader.size + padded(length))
     }
 
