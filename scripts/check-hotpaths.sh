@@ -63,8 +63,8 @@ if [ "${1:-}" = --update ]; then
         echo "# operation: spawn + complete + take; buffer: allocate + release 64 B; udp-echo, tcp-echo: one 64-byte round"
         echo "# trip between two user-space stacks over the in-memory link (4 I/Os, both stacks' polling included);"
         echo "# tcp-bulk: one 1448-byte segment pushed, sent, received and popped; catmem: one 64-byte round trip through a"
-        echo "# shared-memory pipe between two catmem libOSes in one process (4 I/Os); catmem-stream: one 64-byte message"
-        echo "# streamed through such a pipe, popped 32 at a time (2 I/Os)."
+        echo "# shared-memory pipe between two catmem libOSes in one process, each called through the facade (LibOS) as"
+        echo "# applications call it (4 I/Os); catmem-stream: one 64-byte message streamed through such a pipe (2 I/Os)."
         for p in "${paths[@]}"; do echo "$p $(( per[$p] * 5 / 4 ))  # measured ${per[$p]}"; done
     } > "$limits"
     cat "$limits"

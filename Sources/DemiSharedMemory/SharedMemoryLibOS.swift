@@ -821,8 +821,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
     func receiveSmall(_ q: UnsafeMutablePointer<Queue>) -> DemiBuffer? {
         guard let s = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile else { return nil }
         let (length, flags, total) = q.pointee.consumer.peek()
-        guard flags == 0, length == total, length <= Self.spareSize, total <= options.maxMessageSize,
-              s.setCount(length) else { return nil }
+        guard flags == 0, length == total, length <= smallLimit, s.setCount(length) else { return nil }
         q.pointee.spare = nil
         q.pointee.consumer.consume(length: length, into: s.baseAddress)
         return s

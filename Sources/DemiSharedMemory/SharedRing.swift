@@ -25,6 +25,17 @@ struct RecordHeader {
 @inline(__always)
 func padded(_ n: Int) -> Int { (n + 15) & ~15 }
 
+/// Copies a whole message's payload between the ring and a buffer (the short paths): up to 64 bytes with a few moves
+/// and no call, memcpy above.
+@inline(__always)
+func copyPayload(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPointer, _ length: Int) {
+    if length <= 64 {
+        cdemi_copy_small(destination, source, length)
+    } else {
+        destination.copyMemory(from: source, byteCount: length)
+    }
+}
+
 /// A zeroed stand-in ring for queues that have none (memory queues): never written, so any use sees it empty/full.
 nonisolated(unsafe) let detachedRingWords: UnsafeMutablePointer<UInt64> = {
     let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
@@ -147,11 +158,7 @@ struct RingProducer {
         let h = data + Int(start & UInt64(capacity - 1))
         h.storeBytes(of: UInt64(length), as: UInt64.self)  // fragment length, flags 0
         (h + 8).storeBytes(of: UInt64(length), as: UInt64.self)  // total length
-        if length <= 64 {
-            cdemi_copy_small(h + RecordHeader.size, source, length)
-        } else {
-            (h + RecordHeader.size).copyMemory(from: source, byteCount: length)
-        }
+        copyPayload(h + RecordHeader.size, source, length)
         localTail = start &+ UInt64(RecordHeader.size + padded(length))
         cdemi_store_release_u64(tail, localTail)
     }
@@ -251,11 +258,7 @@ struct RingConsumer {
     /// and moves past the record without publishing the head: the caller publishes it later with ``publishHead()``.
     @inline(__always)
     mutating func consumeSmallUnpublished(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
-        if length <= 64 {
-            cdemi_copy_small(destination, data + position + RecordHeader.size, length)
-        } else {
-            destination.copyMemory(from: data + position + RecordHeader.size, byteCount: length)
-        }
+        copyPayload(destination, data + position + RecordHeader.size, length)
         localHead &+= UInt64(RecordHeader.size + padded(length))
     }
 
