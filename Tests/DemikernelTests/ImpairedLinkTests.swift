@@ -362,14 +362,25 @@ final class LockedBox<T>: @unchecked Sendable {
             .first { FileManager.default.isExecutableFile(atPath: $0) }
     }()
 
+    /// Checksum validation on; the echo's payload (random bytes) decoded as plain data. Without the two `-d`, tshark
+    /// offers each segment's payload to its heuristic dissectors (and to a dissector registered for the client's
+    /// ephemeral port, if any), and such a dissector reports its own protocol's errors on our frames. A CI run failed
+    /// with 3 expert errors on 3 consecutive TCP frames of ours whose checksums were all good; a dissector that took a
+    /// run of the random payload for its protocol is the likely source (where segments start varies between runs).
     static let validation = ["-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
-                             "-o", "udp.check_checksum:TRUE"]
+                             "-o", "udp.check_checksum:TRUE", "-d", "tcp.port==7200,data", "-d", "udp.port==7201,data"]
 
     /// Runs tshark on a capture file with checksum validation and a display filter; the matching frames' numbers.
     static func frames(_ tshark: String, _ pcap: String, _ filter: String) throws -> [Int] {
+        try lines(tshark, pcap, filter, fields: ["frame.number"]).compactMap { Int($0) }
+    }
+
+    /// Runs tshark on a capture file with checksum validation and a display filter; the given fields of each matching
+    /// frame, one line per frame (tab-separated).
+    static func lines(_ tshark: String, _ pcap: String, _ filter: String, fields: [String]) throws -> [String] {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tshark)
-        p.arguments = ["-n", "-r", pcap] + validation + ["-Y", filter, "-T", "fields", "-e", "frame.number"]
+        p.arguments = ["-n", "-r", pcap] + validation + ["-Y", filter, "-T", "fields"] + fields.flatMap { ["-e", $0] }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
@@ -381,7 +392,7 @@ final class LockedBox<T>: @unchecked Sendable {
         guard p.terminationStatus == 0 else {
             throw TestHosts.Failure("tshark -Y '\(filter)' exited \(p.terminationStatus): \(errText)")
         }
-        return String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap { Int($0) }
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
     }
 
     static let client = """
@@ -477,6 +488,23 @@ final class LockedBox<T>: @unchecked Sendable {
         #expect(tcp.count > 0 && udp.count > 0 && !fragments.isEmpty)
         #expect(malformed.isEmpty, "malformed frames: \(malformed.prefix(20))")
         #expect(bad.isEmpty, "frames with bad checksums: \(bad.prefix(20))")
+        if ProcessInfo.processInfo.environment["DEMI_KEEP_CAPTURE"] == "1" {
+            let kept = "/tmp/demi-capture-\(ImpairedLinkTests.tag(device)).pcap"
+            unlink(kept)
+            if link(pcap, kept) == 0 { print("  capture kept as \(kept)") }
+        }
+        if !errors.isEmpty {
+            // What Wireshark objects to, with the frames' summaries, so a failure in CI can be read from its log.
+            let which = "frame.number in {\(errors.prefix(20).map(String.init).joined(separator: " "))}"
+            let detail = (try? Self.lines(tshark, pcap, which,
+                                          fields: ["frame.number", "frame.time_relative", "ip.id", "ip.flags.mf",
+                                                   "ip.frag_offset", "ip.len", "tcp.seq", "tcp.ack", "tcp.len",
+                                                   "tcp.flags.str", "_ws.col.Info", "_ws.expert.message"])) ?? []
+            for line in detail { print("  expert error: \(line)") }
+            let kept = "/tmp/demi-capture-expert-errors-\(ImpairedLinkTests.tag(device)).pcap"
+            unlink(kept)
+            if link(pcap, kept) == 0 { print("  capture kept as \(kept)") }
+        }
         #expect(errors.isEmpty, "frames with expert errors: \(errors.prefix(20))")
         // Every IPv4 packet and every TCP segment of ours was verified (not just "unverified").
         let notIP = try Self.frames(tshark, pcap, "\(ours) && !ip")
