@@ -761,39 +761,49 @@ int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int
 }
 
 /* ---- catmem's pipe format in plain C ------------------------------------------------------------------------------
- * The layout SharedMemoryLibOS uses (format version 2): a 4 KiB control block with every shared word in a 128-byte
- * block of its own, then the creator-to-opener ring ("a") and the opener-to-creator ring ("b"). A ring carries records
- * of a 16-byte header (payload length, flags, message length) and the payload padded to 16 bytes; a producer that finds
- * its ring empty past the first 4 KiB writes a lap record and goes on at the ring's start. Each index is published
- * with a release store and cached on the other side. Whole messages of one record only (no fragments), which is all
- * the benchmark rows that put plain C at one or both ends of a pipe need. */
+ * The layout SharedMemoryLibOS uses (format version 3): a 4 KiB control block with every word the two sides write in a
+ * 128-byte block of its own, then the creator-to-opener ring ("a") and the opener-to-creator ring ("b"). A ring carries
+ * records that start on cache lines: a 16-byte header (a stamp word, then the fragment's and the message's lengths in
+ * 32 bits each) and the payload. The stamp is the record's index XORed with the pipe's key (control block offset 24),
+ * with the flags in its low 6 bits; the producer stores it last, with a release store, and the consumer polls the
+ * word at its own index until the stamp is there. A producer that finds its ring empty past the first 4 KiB writes a
+ * lap record and goes on at the ring's start, storing the lap's stamp after the next record. The consumer's index is
+ * published with a release store and cached by the producer. Whole messages of one record only (no fragments), which
+ * is all the benchmark rows that put plain C at one or both ends of a pipe need. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 enum {
-    CM_CONTROL = 4096, CM_VERSION = 2, CM_CREATOR_PID = 128, CM_OPENER_PID = 256, CM_CREATOR_CLOSED = 384,
-    CM_OPENER_CLOSED = 512, CM_A_TAIL = 640, CM_A_HEAD = 768, CM_B_TAIL = 896, CM_B_HEAD = 1024, CM_COMPACT = 4096,
-    CM_FLAG_LAP = 2
+    CM_CONTROL = 4096, CM_VERSION = 3, CM_KEY = 24, CM_CREATOR_PID = 128, CM_OPENER_PID = 256, CM_CREATOR_CLOSED = 384,
+    CM_OPENER_CLOSED = 512, CM_A_HEAD = 768, CM_B_HEAD = 1024, CM_COMPACT = 4096, CM_FLAG_LAP = 2, CM_FLAG_BITS = 63,
+    CM_ALIGN = 64
 };
 static const uint64_t CM_MAGIC = 0x45504950494D4544ull; /* "DEMIPIPE" */
 
 struct cm_side {
     char *data;
-    uint64_t *tail, *head;
-    uint64_t mask, local, cached, rewind;
+    uint64_t *head;
+    uint64_t mask, key, local, cached, rewind;
+    uint64_t lap_stamp; /* a lap record's stamp, stored after the next record (0: none) */
+    uint64_t lap_pos;
 };
 
-static void cm_side_init(struct cm_side *s, char *m, uint32_t ring, int b_ring, int producer) {
+static uint64_t cm_record(uint32_t len) { return (16 + (uint64_t)len + CM_ALIGN - 1) & ~(uint64_t)(CM_ALIGN - 1); }
+
+static void cm_side_init(struct cm_side *s, char *m, uint32_t ring, int b_ring) {
     s->data = m + CM_CONTROL + (b_ring ? ring : 0);
-    s->tail = (uint64_t *)(m + (b_ring ? CM_B_TAIL : CM_A_TAIL));
     s->head = (uint64_t *)(m + (b_ring ? CM_B_HEAD : CM_A_HEAD));
     s->mask = ring - 1;
-    s->local = __atomic_load_n(producer ? s->tail : s->head, __ATOMIC_ACQUIRE);
-    s->cached = s->local;
-    s->rewind = s->local + CM_COMPACT;
+    s->key = *(uint64_t *)(m + CM_KEY);
+    s->local = 0;
+    s->cached = 0;
+    s->rewind = CM_COMPACT;
+    s->lap_stamp = 0;
+    s->lap_pos = 0;
 }
 
 static void cm_copy_in(struct cm_side *s, uint64_t at, const char *src, uint32_t n) {
@@ -811,15 +821,15 @@ static void cm_copy_out(struct cm_side *s, uint64_t at, char *dst, uint32_t n) {
 }
 
 static void cm_push(struct cm_side *s, const char *msg, uint32_t len) {
-    uint64_t need = 16 + ((len + 15u) & ~15u), capacity = s->mask + 1;
+    uint64_t need = cm_record(len), capacity = s->mask + 1;
     if (s->local >= s->rewind) {
         uint64_t pos = s->local & s->mask;
         if (capacity > CM_COMPACT && pos >= CM_COMPACT && need <= pos) {
             s->cached = __atomic_load_n(s->head, __ATOMIC_ACQUIRE);
             if (s->cached == s->local) { /* empty: a lap record, then this record at the start */
-                char *h = s->data + pos;
-                *(uint64_t *)h = (uint64_t)CM_FLAG_LAP << 32;
-                *(uint64_t *)(h + 8) = 0;
+                *(uint64_t *)(s->data + pos + 8) = 0;
+                s->lap_pos = pos;
+                s->lap_stamp = (s->local ^ s->key) | CM_FLAG_LAP;
                 s->local = (s->local | s->mask) + 1;
             }
         }
@@ -831,36 +841,39 @@ static void cm_push(struct cm_side *s, const char *msg, uint32_t len) {
         s->cached = __atomic_load_n(s->head, __ATOMIC_ACQUIRE);
     }
     char *h = s->data + (s->local & s->mask);
-    *(uint32_t *)h = len;
-    *(uint32_t *)(h + 4) = 0;
-    *(uint64_t *)(h + 8) = len;
+    *(uint64_t *)(h + 8) = (uint64_t)len | (uint64_t)len << 32;
     cm_copy_in(s, s->local + 16, msg, len);
+    __atomic_store_n((uint64_t *)h, s->local ^ s->key, __ATOMIC_RELEASE);
     s->local += need;
-    __atomic_store_n(s->tail, s->local, __ATOMIC_RELEASE);
+    if (s->lap_stamp) {
+        __atomic_store_n((uint64_t *)(s->data + s->lap_pos), s->lap_stamp, __ATOMIC_RELEASE);
+        s->lap_stamp = 0;
+    }
 }
 
 /* The next message's length (its bytes in `out`), or -1 once the ring is empty and `closed` is set. */
 static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
     for (;;) {
         unsigned spins = 0;
-        while (s->cached == s->local) {
+        char *h = s->data + (s->local & s->mask);
+        uint64_t want = s->local ^ s->key, w = __atomic_load_n((uint64_t *)h, __ATOMIC_ACQUIRE);
+        while ((w & ~(uint64_t)CM_FLAG_BITS) != want) {
             if ((++spins & 63) == 0 && __atomic_load_n(closed, __ATOMIC_ACQUIRE)) {
-                s->cached = __atomic_load_n(s->tail, __ATOMIC_ACQUIRE);
-                if (s->cached == s->local) return -1;
+                w = __atomic_load_n((uint64_t *)h, __ATOMIC_ACQUIRE);
+                if ((w & ~(uint64_t)CM_FLAG_BITS) != want) return -1;
                 break;
             }
             __builtin_ia32_pause();
-            s->cached = __atomic_load_n(s->tail, __ATOMIC_ACQUIRE);
+            w = __atomic_load_n((uint64_t *)h, __ATOMIC_ACQUIRE);
         }
-        char *h = s->data + (s->local & s->mask);
-        uint32_t len = *(uint32_t *)h, flags = *(uint32_t *)(h + 4);
-        if (flags & CM_FLAG_LAP) {
+        uint32_t len = *(uint32_t *)(h + 8);
+        if (w & CM_FLAG_LAP) {
             s->local = (s->local | s->mask) + 1;
             __atomic_store_n(s->head, s->local, __ATOMIC_RELEASE);
             continue;
         }
         cm_copy_out(s, s->local + 16, out, len);
-        s->local += 16 + ((len + 15u) & ~15u);
+        s->local += cm_record(len);
         __atomic_store_n(s->head, s->local, __ATOMIC_RELEASE);
         return (long)len;
     }
@@ -869,8 +882,8 @@ static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
 /* Echoes every message from ring a back through ring b until the creator closes. */
 static void cm_echo(char *m, uint32_t ring) {
     struct cm_side in, out;
-    cm_side_init(&in, m, ring, 0, 0);
-    cm_side_init(&out, m, ring, 1, 1);
+    cm_side_init(&in, m, ring, 0);
+    cm_side_init(&out, m, ring, 1);
     char *buf = malloc(ring / 2);
     long n;
     while (buf && (n = cm_pop(&in, buf, (const uint32_t *)(m + CM_CREATOR_CLOSED))) >= 0) cm_push(&out, buf, (uint32_t)n);
@@ -880,8 +893,8 @@ static void cm_echo(char *m, uint32_t ring) {
 
 static int cm_client(char *m, uint32_t ring, int size, int warmup, int count, uint64_t *rtt_ns) {
     struct cm_side out, in;
-    cm_side_init(&out, m, ring, 0, 1);
-    cm_side_init(&in, m, ring, 1, 0);
+    cm_side_init(&out, m, ring, 0);
+    cm_side_init(&in, m, ring, 1);
     char *msg = malloc((size_t)size), *buf = malloc((size_t)size);
     int rc = (msg && buf) ? 0 : ENOMEM;
     if (!rc) memset(msg, 7, (size_t)size);
@@ -904,6 +917,9 @@ static void cm_init_control(char *m, uint32_t ring) {
     *(uint32_t *)(m + 8) = CM_VERSION;
     *(uint32_t *)(m + 12) = ring;
     *(uint64_t *)(m + 16) = ring / 2 - 16;
+    uint64_t key = 0;
+    if (getrandom(&key, sizeof key, 0) != sizeof key) key = now_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    *(uint64_t *)(m + CM_KEY) = (key | 1ull << 63) & ~(uint64_t)CM_FLAG_BITS;
     *(uint32_t *)(m + CM_CREATOR_PID) = (uint32_t)getpid();
     __atomic_store_n((uint64_t *)m, CM_MAGIC, __ATOMIC_RELEASE);
 }

@@ -45,6 +45,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static var outOfRange: Errno { Errno(rawValue: 34) }
     /// Function not implemented (also: the libOS is not initialised). The corresponding C error is `ENOSYS`.
     public static var notImplemented: Errno { Errno(rawValue: 38) }
+    /// Protocol error (also: a shared-memory pipe of another format version). The corresponding C error is `EPROTO`.
+    public static var protocolError: Errno { Errno(rawValue: 71) }
     /// Bad message. The corresponding C error is `EBADMSG`.
     public static var badMessage: Errno { Errno(rawValue: 74) }
     /// Message too long. The corresponding C error is `EMSGSIZE`.
@@ -108,6 +110,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         case 32: "EPIPE"
         case 34: "ERANGE"
         case 38: "ENOSYS"
+        case 71: "EPROTO"
         case 74: "EBADMSG"
         case 89: "EDESTADDRREQ"
         case 90: "EMSGSIZE"

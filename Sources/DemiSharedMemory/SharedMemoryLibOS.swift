@@ -32,7 +32,7 @@ public struct SharedMemoryOptions: Sendable {
 ///
 /// Pushes that find room and pops that find a whole message complete inline: the bytes are copied before the token is
 /// made, so the peer can see them at once. A pop that finds its ring empty is *parked*: the fast-path poller at the start
-/// of every pass checks each parked ring (a load of the producer's index, with no system call) and runs the pop when a
+/// of every pass checks each parked ring (a load of the next record's stamp, with no system call) and runs the pop when a
 /// record, the peer's close or its death shows up. A pass with nothing parked and nothing runnable is O(1).
 public final class SharedMemoryLibOS: PollingLibOS {
     public let scheduler = Scheduler()
@@ -40,29 +40,31 @@ public final class SharedMemoryLibOS: PollingLibOS {
     public let options: SharedMemoryOptions
 
     static let magic: UInt64 = 0x4550_4950_494D_4544  // "DEMIPIPE"
-    static let version: UInt32 = 2  // 2: lap records (RecordHeader.lap), indices 128 bytes apart
+    /// 2: lap records (RecordHeader.lap), indices 128 bytes apart; 3: records on cache lines, published by their
+    /// stamps (no producer index), the key in the control block.
+    static let version: UInt32 = 3
     static let controlSize = 4096
     /// The size of a parked pop's spare buffer (the pool's smallest class).
     static let spareSize = 2048
     /// A peer watched with `kill(pid, 0)` because pidfds are not available.
     static let noPidfd: Int32 = -2
 
-    /// Where the control block's fields are. Each shared word has a 128-byte block (a pair of cache lines) to itself:
-    /// the adjacent-line prefetcher fetches lines in pairs, so a process spinning on one index (the peer's tail) next
-    /// to an index the peer writes (the peer's head) would keep taking that line, and the peer's store of its head
-    /// would then wait for it to be taken back, holding back the reply stored after it.
+    /// Where the control block's fields are. Each shared word the two sides write has a 128-byte block (a pair of
+    /// cache lines) to itself: the adjacent-line prefetcher fetches lines in pairs, so a word next to one the peer
+    /// reads would keep being taken away, and a store to it would wait for the line to be taken back. (Offsets 640 and
+    /// 896, the producers' indices up to version 2, are unused: the records' stamps publish them.)
     enum Offset {
         static let magic = 0
         static let version = 8
         static let ringSize = 12
         static let maxMessage = 16
+        /// The key of the rings' stamps (see ``RingConsumer``).
+        static let key = 24
         static let creatorPid = 128
         static let openerPid = 256
         static let creatorClosed = 384
         static let openerClosed = 512
-        static let aTail = 640
         static let aHead = 768
-        static let bTail = 896
         static let bHead = 1024
     }
 
@@ -122,6 +124,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// whose spare ``keepAsSpare(_:)`` refills when no pop waits to be re-armed.
     @exclusivity(unchecked) var lastPopQueue = -1
     let ringSize: Int
+    /// The largest message: `options.maxMessageSize`, at most `UInt32.max` (a record's header holds the message's
+    /// length in 32 bits).
+    let maxMessage: Int
 
     public init(options: SharedMemoryOptions = SharedMemoryOptions(), pool: BufferPool = BufferPool(headroom: 0)) {
         self.options = options
@@ -129,7 +134,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         var r = 4096
         while r < options.ringSize && r < 1 << 30 { r <<= 1 }
         ringSize = r
-        smallLimit = max(0, min(Self.smallMessage, options.maxMessageSize))
+        maxMessage = max(0, min(options.maxMessageSize, Int(UInt32.max)))
+        smallLimit = max(0, min(Self.smallMessage, maxMessage))
     }
 
     deinit {
@@ -216,7 +222,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
         guard let m = cdemi_shm_map(object, size, 1) else { throw Errno.current }
         m.storeBytes(of: Self.version, toByteOffset: Offset.version, as: UInt32.self)
         m.storeBytes(of: UInt32(ringSize), toByteOffset: Offset.ringSize, as: UInt32.self)
-        m.storeBytes(of: UInt64(options.maxMessageSize), toByteOffset: Offset.maxMessage, as: UInt64.self)
+        m.storeBytes(of: UInt64(maxMessage), toByteOffset: Offset.maxMessage, as: UInt64.self)
+        let key = ringKey(UInt64.random(in: .min ... .max))
+        m.storeBytes(of: key, toByteOffset: Offset.key, as: UInt64.self)
         m.storeBytes(of: UInt32(cdemi_getpid()), toByteOffset: Offset.creatorPid, as: UInt32.self)
         cdemi_store_release_u64(word(m, Offset.magic), Self.magic)
         var q = Queue()
@@ -225,10 +233,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
         q.name = object
         q.mapping = m
         q.mappingSize = size
-        q.producer = RingProducer(tail: word(m, Offset.aTail), head: word(m, Offset.aHead),
-                                  data: m + Self.controlSize, capacity: ringSize)
-        q.consumer = RingConsumer(head: word(m, Offset.bHead), tail: word(m, Offset.bTail),
-                                  data: m + Self.controlSize + ringSize, capacity: ringSize)
+        q.producer = RingProducer(head: word(m, Offset.aHead), data: m + Self.controlSize, capacity: ringSize, key: key)
+        q.consumer = RingConsumer(head: word(m, Offset.bHead), data: m + Self.controlSize + ringSize, capacity: ringSize,
+                                  key: key)
         q.ourClosed = half(m, Offset.creatorClosed)
         q.peerClosed = half(m, Offset.openerClosed)
         q.peerPid = half(m, Offset.openerPid)
@@ -243,10 +250,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
         try Self.validate(name: name)
         let object = Self.objectName(name)
         guard let m = cdemi_shm_map(object, Self.controlSize, 0) else { throw Errno.current }
-        guard cdemi_load_acquire_u64(word(m, Offset.magic)) == Self.magic,
-              m.load(fromByteOffset: Offset.version, as: UInt32.self) == Self.version else {
+        guard cdemi_load_acquire_u64(word(m, Offset.magic)) == Self.magic else {
             _ = cdemi_shm_unmap(m, Self.controlSize)
             throw .wouldBlock  // still being created
+        }
+        guard m.load(fromByteOffset: Offset.version, as: UInt32.self) == Self.version else {
+            _ = cdemi_shm_unmap(m, Self.controlSize)
+            throw .protocolError  // made by a build with another ring format
         }
         let ring = Int(m.load(fromByteOffset: Offset.ringSize, as: UInt32.self))
         _ = cdemi_shm_unmap(m, Self.controlSize)
@@ -273,10 +283,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
         q.name = object
         q.mapping = p
         q.mappingSize = size
-        q.producer = RingProducer(tail: word(p, Offset.bTail), head: word(p, Offset.bHead),
-                                  data: p + Self.controlSize + ring, capacity: ring)
-        q.consumer = RingConsumer(head: word(p, Offset.aHead), tail: word(p, Offset.aTail),
-                                  data: p + Self.controlSize, capacity: ring)
+        let key = p.load(fromByteOffset: Offset.key, as: UInt64.self)
+        guard key == ringKey(key) else {
+            _ = cdemi_shm_unmap(p, size)
+            throw .protocolError
+        }
+        q.producer = RingProducer(head: word(p, Offset.bHead), data: p + Self.controlSize + ring, capacity: ring, key: key)
+        q.consumer = RingConsumer(head: word(p, Offset.aHead), data: p + Self.controlSize, capacity: ring, key: key)
         q.ourClosed = half(p, Offset.openerClosed)
         q.peerClosed = half(p, Offset.creatorClosed)
         q.peerPid = half(p, Offset.creatorPid)
@@ -355,7 +368,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if h.pointee.next == nil, head.isValid, k >= 0, k < queues.count {
             // The common case, as the C ring does it: one small valid segment, a pipe with nothing queued ahead, the
             // peer alive and open, room, no wrap, no rewind due. Copied and published in one pass (one release store
-            // of the tail); the token afterwards. The checks are ordered to load as little as can be before the copy.
+            // of the record's stamp); the token afterwards. The checks are ordered to load as little as can be before the copy.
             let q = queues.pointer(k)  // the table does not grow during a push
             let length = Int(h.pointee.length)
             if UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit), q.pointee.inUse, q.pointee.kind == .pipe,
@@ -375,13 +388,13 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let total = sga.count
         if queues[i].kind == .pipe {
             guard total > 0 else { throw .invalidArgument }
-            guard total <= options.maxMessageSize else { throw .messageTooLong }
+            guard total <= maxMessage else { throw .messageTooLong }
             // Inline: nothing queued ahead, the peer alive and open, and room for the whole message in one record. The
             // bytes go into the ring first (the caller's reference keeps them valid meanwhile), then the token is made.
             if queues[i].pushes.isEmpty, !queues[i].peerDead, total <= queues[i].producer.maxFragment, canSpawn,
                cdemi_load_acquire_u32(queues[i].peerClosed.unsafelyUnwrapped) == 0 {
-                queues[i].producer.rewindIfDue(before: RecordHeader.size + padded(total))
-                if queues[i].producer.hasRoom(RecordHeader.size + padded(total)) {
+                queues[i].producer.rewindIfDue(before: recordSize(total))
+                if queues[i].producer.hasRoom(recordSize(total)) {
                     queues[i].producer.write(sga, offset: 0, length: total, total: total, flags: 0)
                     return plainToken(.push, qd)
                 }
@@ -618,15 +631,18 @@ public final class SharedMemoryLibOS: PollingLibOS {
     func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
         var position = q.pointee.consumer.headPosition
         var h = q.pointee.consumer.data + position
-        if (h + 4).load(as: UInt32.self) == RecordHeader.lap {
-            // The producer rewound: the message follows at the start of the ring (published with the lap record).
+        var flags = h.load(as: UInt64.self) & RecordHeader.flagBits
+        if flags == UInt64(RecordHeader.lap) {
+            // The producer rewound: the message follows at the start of the ring (stored before the lap's stamp).
             q.pointee.consumer.skipLap()
             guard q.pointee.consumer.hasRecord() else { return nil }
             position = 0
             h = q.pointee.consumer.data
+            flags = h.load(as: UInt64.self) & RecordHeader.flagBits
         }
-        let length = Int(h.load(as: UInt32.self))
-        guard (h + 4).load(as: UInt32.self) == 0, Int((h + 8).load(as: UInt64.self)) == length, length > 0,
+        let lengths = (h + 8).load(as: UInt64.self)  // fragment length, then message length
+        let length = Int(UInt32(truncatingIfNeeded: lengths))
+        guard flags == 0, lengths >> 32 == lengths & 0xFFFF_FFFF, length > 0,
               length <= smallLimit, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
               let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
         else { return nil }
@@ -667,18 +683,19 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let i = Int(parked[0])
         guard queues[i].pops.head == t, s.isPending(qt), s.isIdle else { return none }
         let q = queues.pointer(i)  // the table does not grow while this loop runs
-        // As the C ring's pop: one load of the producer's index per turn, compared with our own in a register; plus a
-        // spin-wait hint (pause) per turn, measured faster: the spinning core contends less for the index line the
-        // producer is taking to store to (and under a hypervisor, a paused vCPU may give way to the peer's).
-        let head = q.pointee.consumer.localHead
-        let tailWord = q.pointee.consumer.tail
+        // As the C ring's pop, but on the next record's stamp rather than an index: one load per turn, compared with
+        // the expected stamp in a register; plus a spin-wait hint (pause) per turn, measured faster: the spinning core
+        // contends less for the line the producer is taking to store to (and under a hypervisor, a paused vCPU may
+        // give way to the peer's).
+        let stampWord = q.pointee.consumer.stampWord
+        let expected = q.pointee.consumer.expectedStamp
         // A re-armed pop's spare went out with the last message: the copy below needs a new one.
         if q.pointee.spare == nil { _ = refillSpare(q) }
         // Looked at once before the first pause: the reply may have come while the caller was between its push and
         // this wait (a pause costs about 25 ns here).
-        var tail = cdemi_load_acquire_u64(tailWord)
+        var stamp = cdemi_load_acquire_u64(stampWord)
         var spins = 0
-        while tail == head {
+        while stamp & ~RecordHeader.flagBits != expected {
             spins &+= 1
             if spins & 31 == 0 {
                 if passes & 1023 == 1023 { return none }
@@ -688,9 +705,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
                 }
             }
             cdemi_cpu_relax()
-            tail = cdemi_load_acquire_u64(tailWord)
+            stamp = cdemi_load_acquire_u64(stampWord)
         }
-        q.pointee.consumer.cachedTail = tail
         guard let b = popSmall(q, i, t) else { return none }
         return FastCompletion(code: .pop, qd: QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base), buffer: b)
     }
@@ -788,7 +804,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let limit = queues[i].producer.maxFragment
         while op.pointee.progress < total {
             let length = min(total - op.pointee.progress, limit)
-            guard queues[i].producer.hasRoom(RecordHeader.size + padded(length)) else {
+            guard queues[i].producer.hasRoom(recordSize(length)) else {
                 return scheduler.wake(t)  // busy-poll: retry next pass
             }
             let last = op.pointee.progress + length == total
@@ -838,7 +854,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     queues[i].consumer.skipLap()
                     continue
                 }
-                guard length <= total, total <= options.maxMessageSize, length <= ringSize / 2 else {
+                // (A fragment is at most half of this pipe's ring less a header: the opener's ring size is the
+                // creator's, not necessarily this libOS's own setting.)
+                guard length <= total, total <= maxMessage,
+                      length <= queues[i].consumer.capacity / 2 - RecordHeader.size else {
                     // A corrupt ring: the peer lied. Fail rather than read out of bounds.
                     queues[i].peerDead = true
                     return .failed(.badMessage)

@@ -3,27 +3,44 @@ import DemiBuffers
 
 /// One direction of a pipe: a single-producer single-consumer byte ring in shared memory.
 ///
-/// The producer owns `tail`, the consumer owns `head`; each lives on its own cache line and each side keeps a private
-/// copy of the other side's index, reloading it (acquire) only when its cached value says the ring is full or empty.
-/// Messages are records: a 16-byte header (fragment length, flags, total message length) followed by the payload,
-/// padded to 16 bytes. A record's payload may wrap around the end of the ring; its header never does, because records
-/// start at multiples of 16 and the ring size is a power of two of at least 64. Indices grow without bound (64-bit); the
-/// position in the ring is `index & mask`.
+/// Messages are records: a 16-byte header followed by the payload, each record starting on a cache line (a multiple of
+/// 64 bytes). The header's first word is the record's *stamp*: its index in the ring XORed with the pipe's key (a
+/// random 64-bit value with the top bit set and the low 6 bits clear, from the control block), with the record's flags
+/// in the low 6 bits; then the fragment's length and the whole message's length (32 bits each). The producer writes
+/// the rest of the record first and the stamp last, with a release store, so the stamp publishes the record: the
+/// consumer finds the next record by loading the word at its own index, with no producer index to read. A message
+/// detected that way costs one cache-line transfer before its bytes can be read, not two (the index's line, then the
+/// record's), and the line is the one holding the message's first 48 bytes. A stale word from an earlier lap carries
+/// another index, and zeroed memory never matches (the key's top bit). The consumer owns `head`, on a line of its
+/// own; the producer keeps a private copy, reloading it (acquire) only when the copy says the ring is full. A record's
+/// payload may wrap around the end of the ring; its header never does (records start on lines and the ring is a power
+/// of two of at least 4 KiB). Indices grow without bound (64-bit); the position in the ring is `index & mask`.
 ///
 /// A producer that finds the ring empty past its first ``RingProducer/compactSpan`` bytes rewinds to its start: it
 /// writes a *lap* record (no payload, flag ``RecordHeader/lap``) that tells the consumer to go on at the start of the
 /// next lap, so a ping-pong keeps to the first few KiB of the ring (a few dozen cache lines, as the C ring's slots)
-/// instead of sweeping the whole ring through both cores' caches. The whole ring is still there for bursts.
+/// instead of sweeping the whole ring through both cores' caches. The whole ring is still there for bursts. The lap
+/// record's stamp is stored after the record that follows it at the start, so a consumer that sees it finds that
+/// record ready.
 struct RecordHeader {
     static let size = 16
+    /// Records start at multiples of this: a cache line, so the line the consumer polls is written once per record.
+    static let alignment = 64
     /// More fragments of the same message follow.
     static let more: UInt32 = 1
     /// No payload: the next record starts at the beginning of the next lap of the ring.
     static let lap: UInt32 = 2
+    /// The stamp's bits that hold the flags.
+    static let flagBits: UInt64 = 63
 }
 
+/// The bytes a record with a payload of `n` bytes takes in the ring: header and payload, rounded up to a cache line.
 @inline(__always)
-func padded(_ n: Int) -> Int { (n + 15) & ~15 }
+func recordSize(_ n: Int) -> Int { (RecordHeader.size &+ n &+ (RecordHeader.alignment &- 1)) & ~(RecordHeader.alignment &- 1) }
+
+/// The pipe key's form: the top bit set (zeroed memory is never a stamp), the flag bits clear.
+@inline(__always)
+func ringKey(_ random: UInt64) -> UInt64 { (random | 1 << 63) & ~RecordHeader.flagBits }
 
 /// Copies a whole message's payload between the ring and a buffer (the short paths): up to 64 bytes with a few moves
 /// and no call, memcpy above.
@@ -36,7 +53,8 @@ func copyPayload(_ destination: UnsafeMutableRawPointer, _ source: UnsafeRawPoin
     }
 }
 
-/// A zeroed stand-in ring for queues that have none (memory queues): never written, so any use sees it empty/full.
+/// A zeroed stand-in ring for queues that have none (memory queues): never written, so any use sees it empty/full
+/// (its key's top bit is set, so the zeroed word is not a stamp).
 nonisolated(unsafe) let detachedRingWords: UnsafeMutablePointer<UInt64> = {
     let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     p.initialize(repeating: 0, count: 2)
@@ -46,16 +64,15 @@ nonisolated(unsafe) let detachedRingWords: UnsafeMutablePointer<UInt64> = {
 /// The producer's side of a ring.
 struct RingProducer {
     static var detached: RingProducer {
-        RingProducer(tail: detachedRingWords, head: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords),
-                     capacity: 0, local: 0)
+        RingProducer(head: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords), capacity: 0,
+                     key: ringKey(0), local: 0)
     }
 
-    init(tail: UnsafeMutablePointer<UInt64>, head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
-         capacity: Int, local: UInt64) {
-        self.tail = tail
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64, local: UInt64) {
         self.head = head
         self.data = data
         self.capacity = capacity
+        self.key = key
         localTail = local
         cachedHead = local
         rewindCheck = local &+ UInt64(Self.compactSpan)
@@ -64,32 +81,31 @@ struct RingProducer {
     /// A small message is written at the start of the ring, rather than further on, if the ring is empty by then.
     static let compactSpan = 4096
 
-    let tail: UnsafeMutablePointer<UInt64>
     let head: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    let key: UInt64
+    /// The index of the next record (private: the stamps publish the records).
     var localTail: UInt64
     var cachedHead: UInt64
     /// The tail index from which the next push looks whether it can rewind (see ``rewindIfEmpty()``).
     var rewindCheck: UInt64
+    /// A lap record whose stamp is stored after the next record (see ``rewindIfEmpty(before:)``): its position and
+    /// stamp, or a stamp of 0 for none.
+    var lapPosition = 0
+    var lapStamp: UInt64 = 0
 
-    init(tail: UnsafeMutablePointer<UInt64>, head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
-         capacity: Int) {
-        self.tail = tail
-        self.head = head
-        self.data = data
-        self.capacity = capacity
-        localTail = cdemi_load_acquire_u64(tail)
+    /// A new pipe's producer: the ring starts empty at index 0.
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64) {
+        self.init(head: head, data: data, capacity: capacity, key: key, local: 0)
         cachedHead = cdemi_load_acquire_u64(head)
-        rewindCheck = localTail &+ UInt64(Self.compactSpan)
     }
 
     /// True if a small record of `length` payload bytes can be written now, in one piece, with no rewind due (the
     /// general path does that, once per ``compactSpan`` bytes, so this one makes no call).
     @inline(__always)
     mutating func canWriteSmall(_ length: Int) -> Bool {
-        localTail < rewindCheck && length <= maxFragment && hasRoom(RecordHeader.size &+ padded(length))
-            && fitsUnwrapped(length)
+        localTail < rewindCheck && length <= maxFragment && hasRoom(recordSize(length)) && fitsUnwrapped(length)
     }
 
     /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty(before:)``), for a record of `needed`
@@ -100,12 +116,12 @@ struct RingProducer {
     }
 
     /// Past the first ``compactSpan`` bytes of a lap, with the ring empty (everything written has been consumed):
-    /// writes a lap record and moves the tail to the start of the next lap. Not published here: the caller's next
-    /// record, of `needed` bytes, publishes both with its release store of the tail. So it rewinds only if that record
-    /// fits in what the lap record leaves free (the bytes before the rewind point, until the consumer passes it): a
-    /// record that did not would wait for room behind a lap record the consumer cannot see. Looked at once per
-    /// ``compactSpan`` bytes written otherwise, so a stream that keeps the ring busy pays one load of the consumer's
-    /// index per 4 KiB.
+    /// writes a lap record and moves the tail to the start of the next lap. The lap record's stamp is not stored
+    /// here: ``write(_:offset:length:total:flags:)`` stores it after the caller's next record, of `needed` bytes, so a
+    /// consumer that sees the lap finds that record ready at the start. So it rewinds only if that record fits in what
+    /// the lap record leaves free (the bytes before the rewind point, until the consumer passes it): a record that did
+    /// not would wait for room behind a lap record the consumer cannot see. Looked at once per ``compactSpan`` bytes
+    /// written otherwise, so a stream that keeps the ring busy pays one load of the consumer's index per 4 KiB.
     @inline(never)
     mutating func rewindIfEmpty(before needed: Int) {
         let mask = UInt64(capacity &- 1)
@@ -113,9 +129,9 @@ struct RingProducer {
         if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) && UInt64(needed) <= pos {
             cachedHead = cdemi_load_acquire_u64(head)
             if cachedHead == localTail {
-                let h = data + Int(pos)
-                h.storeBytes(of: UInt64(RecordHeader.lap) << 32, as: UInt64.self)  // length 0, flags lap
-                (h + 8).storeBytes(of: 0, as: UInt64.self)
+                (data + Int(pos) + 8).storeBytes(of: 0, as: UInt64.self)  // lengths 0
+                lapPosition = Int(pos)
+                lapStamp = (localTail ^ key) | UInt64(RecordHeader.lap)
                 localTail = (localTail | mask) &+ 1
             }
         }
@@ -149,29 +165,28 @@ struct RingProducer {
         Int(localTail & UInt64(capacity &- 1)) &+ RecordHeader.size &+ length <= capacity
     }
 
-    /// Writes a whole message of `length` bytes from `source` as one record and publishes it: two header stores, the
-    /// copy (without a call up to 64 bytes), and one release store of the tail. The caller has checked
-    /// ``hasRoom(_:)`` and ``fitsUnwrapped(_:)``.
+    /// Writes a whole message of `length` bytes from `source` as one record and publishes it: one store of the
+    /// lengths, the copy (without a call up to 64 bytes), and the release store of the stamp. The caller has checked
+    /// ``hasRoom(_:)`` and ``fitsUnwrapped(_:)``, and no lap record is pending (no rewind was due).
     @inline(__always)
     mutating func writeSmall(_ source: UnsafeRawPointer, length: Int) {
         let start = localTail
-        let h = data + Int(start & UInt64(capacity - 1))
-        h.storeBytes(of: UInt64(length), as: UInt64.self)  // fragment length, flags 0
-        (h + 8).storeBytes(of: UInt64(length), as: UInt64.self)  // total length
+        let h = data + Int(start & UInt64(capacity &- 1))
+        (h + 8).storeBytes(of: UInt64(UInt32(truncatingIfNeeded: length)) &* 0x1_0000_0001, as: UInt64.self)
         copyPayload(h + RecordHeader.size, source, length)
-        localTail = start &+ UInt64(RecordHeader.size + padded(length))
-        cdemi_store_release_u64(tail, localTail)
+        localTail = start &+ UInt64(recordSize(length))
+        cdemi_store_release_u64(h.assumingMemoryBound(to: UInt64.self), start ^ key)
     }
 
-    /// Writes one record holding `length` bytes of `sga` starting at byte `offset`, and publishes it. The caller has
-    /// checked ``hasRoom(_:)`` for `RecordHeader.size + padded(length)`.
+    /// Writes one record holding `length` bytes of `sga` starting at byte `offset`, and publishes it (and then a lap
+    /// record that ``rewindIfEmpty(before:)`` left pending). The caller has checked ``hasRoom(_:)`` for
+    /// `recordSize(length)`; `total` is at most `UInt32.max`.
     mutating func write(_ sga: ScatterGatherArray, offset: Int, length: Int, total: Int, flags: UInt32) {
         let start = localTail
         let pos = Int(start & UInt64(capacity - 1))
         let h = data + pos
-        h.storeBytes(of: UInt32(length), as: UInt32.self)
-        (h + 4).storeBytes(of: flags, as: UInt32.self)
-        (h + 8).storeBytes(of: UInt64(total), as: UInt64.self)
+        (h + 8).storeBytes(of: UInt64(UInt32(truncatingIfNeeded: length)) | UInt64(UInt32(truncatingIfNeeded: total)) << 32,
+                           as: UInt64.self)
         var at = start &+ UInt64(RecordHeader.size)
         var skip = offset
         var left = length
@@ -189,44 +204,50 @@ struct RingProducer {
             }
             seg = c.pointee.next
         }
-        localTail = start &+ UInt64(RecordHeader.size + padded(length))
-        cdemi_store_release_u64(tail, localTail)
+        localTail = start &+ UInt64(recordSize(length))
+        cdemi_store_release_u64(h.assumingMemoryBound(to: UInt64.self), (start ^ key) | UInt64(flags))
+        if lapStamp != 0 {
+            cdemi_store_release_u64((data + lapPosition).assumingMemoryBound(to: UInt64.self), lapStamp)
+            lapStamp = 0
+        }
     }
 }
 
 /// The consumer's side of a ring.
 struct RingConsumer {
     static var detached: RingConsumer {
-        RingConsumer(head: detachedRingWords, tail: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords),
-                     capacity: 0, local: 0)
+        RingConsumer(head: detachedRingWords + 1, data: UnsafeMutableRawPointer(detachedRingWords), capacity: 0,
+                     key: ringKey(0), local: 0)
     }
 
-    init(head: UnsafeMutablePointer<UInt64>, tail: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
-         capacity: Int, local: UInt64) {
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64, local: UInt64) {
         self.head = head
-        self.tail = tail
         self.data = data
         self.capacity = capacity
+        self.key = key
         localHead = local
-        cachedTail = local
+    }
+
+    /// A new pipe's consumer: the ring starts empty at index 0.
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64) {
+        self.init(head: head, data: data, capacity: capacity, key: key, local: 0)
     }
 
     let head: UnsafeMutablePointer<UInt64>
-    let tail: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    let key: UInt64
     var localHead: UInt64
-    var cachedTail: UInt64
 
-    init(head: UnsafeMutablePointer<UInt64>, tail: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer,
-         capacity: Int) {
-        self.head = head
-        self.tail = tail
-        self.data = data
-        self.capacity = capacity
-        localHead = cdemi_load_acquire_u64(head)
-        cachedTail = cdemi_load_acquire_u64(tail)
+    /// The stamp word of the next record (not yet written while the ring is empty).
+    @inline(__always)
+    var stampWord: UnsafeMutablePointer<UInt64> {
+        (data + Int(localHead & UInt64(capacity &- 1))).assumingMemoryBound(to: UInt64.self)
     }
+
+    /// The stamp the next record carries once written (flag bits clear).
+    @inline(__always)
+    var expectedStamp: UInt64 { localHead ^ key }
 
     /// Goes past a lap record at the head: on at the start of the next lap (published at once).
     @inline(never)
@@ -235,19 +256,19 @@ struct RingConsumer {
         cdemi_store_release_u64(head, localHead)
     }
 
-    /// True if a record is ready, reloading the producer's index when the cached one says the ring is empty.
+    /// True if the next record is ready: its stamp is there (acquire), so the rest of it is too.
     @inline(__always)
-    mutating func hasRecord() -> Bool {
-        if cachedTail != localHead { return true }
-        cachedTail = cdemi_load_acquire_u64(tail)
-        return cachedTail != localHead
+    func hasRecord() -> Bool {
+        cdemi_load_acquire_u64(stampWord) & ~RecordHeader.flagBits == expectedStamp
     }
 
-    /// The header of the next record: (fragment length, flags, total length).
+    /// The header of the next record (the caller has seen ``hasRecord()``): (fragment length, flags, total length).
     @inline(__always)
     func peek() -> (length: Int, flags: UInt32, total: Int) {
         let h = data + Int(localHead & UInt64(capacity - 1))
-        return (Int(h.load(as: UInt32.self)), (h + 4).load(as: UInt32.self), Int((h + 8).load(as: UInt64.self)))
+        let lengths = (h + 8).load(as: UInt64.self)
+        return (Int(UInt32(truncatingIfNeeded: lengths)), UInt32(truncatingIfNeeded: h.load(as: UInt64.self) & RecordHeader.flagBits),
+                Int(lengths >> 32))
     }
 
     /// The next record's header position in the ring (the caller has seen ``hasRecord()``).
@@ -259,7 +280,7 @@ struct RingConsumer {
     @inline(__always)
     mutating func consumeSmallUnpublished(at position: Int, length: Int, into destination: UnsafeMutableRawPointer) {
         copyPayload(destination, data + position + RecordHeader.size, length)
-        localHead &+= UInt64(RecordHeader.size + padded(length))
+        localHead &+= UInt64(recordSize(length))
     }
 
     /// Publishes the head (release store).
@@ -278,7 +299,7 @@ struct RingConsumer {
             done += n
             at &+= UInt64(n)
         }
-        localHead &+= UInt64(RecordHeader.size + padded(length))
+        localHead &+= UInt64(recordSize(length))
         cdemi_store_release_u64(head, localHead)
     }
 }

@@ -371,6 +371,65 @@ func startPeer(_ arguments: [String]) throws -> Process {
         #expect(leftovers(other).isEmpty)
     }
 
+    /// The ring format from the consumer's side, with a creator that writes the ring by hand: bytes that are not the
+    /// next record's stamp (zeroes, garbage, a stamp for another index) are not a message; a record whose lengths lie
+    /// fails the pop with EBADMSG instead of reading out of bounds; a pipe made by another format version is EPROTO.
+    @Test func aPeerThatWritesTheRingByHandIsCheckedNotTrusted() throws {
+        let ring: UInt32 = 64 * 1024
+        let control = 4096
+        func withPipe(_ body: (LibOS, QDesc, UnsafeMutableRawPointer) throws -> Void) throws {
+            let name = pipeName("byhand")
+            let mapping = try #require(demi_baseline_catmem_create(name, ring))
+            defer { demi_baseline_catmem_close(name, mapping, ring) }
+            let os = try LibOS(.sharedMemory)
+            let qd = try os.openPipe(name)
+            try body(os, qd, mapping)
+            try? os.close(qd)
+            #expect(leftovers(name).isEmpty)
+        }
+        try withPipe { os, qd, m in
+            let key = m.load(fromByteOffset: 24, as: UInt64.self)
+            #expect(key >> 63 == 1 && key & 63 == 0)
+            let a = m + control  // the creator-to-opener ring: our pop reads it
+            // Garbage, then a stamp for the wrong index: nothing to pop.
+            a.storeBytes(of: 0x5A5A_5A5A_5A5A_5A5A, as: UInt64.self)
+            let qt = try os.pop(qd)
+            #expect(throws: Errno.timedOut) { try os.wait(qt, timeout: .zero) }
+            a.storeBytes(of: 64 ^ key, as: UInt64.self)
+            #expect(throws: Errno.timedOut) { try os.wait(qt, timeout: .zero) }
+            // A real record (its bytes, then the stamp for index 0): popped.
+            (a + 8).storeBytes(of: UInt64(3) | UInt64(3) << 32, as: UInt64.self)
+            (a + 16).copyMemory(from: [UInt8(7), 8, 9], byteCount: 3)
+            a.storeBytes(of: 0 ^ key, as: UInt64.self)
+            let r = try os.wait(qt, timeout: .seconds(5))
+            #expect(r.sga?.bytes == [7, 8, 9])
+            if let sga = r.sga { try os.sgafree(sga) }
+            // A record at index 64 whose fragment is longer than its message: EBADMSG, and the pipe stays failed.
+            (a + 64 + 8).storeBytes(of: UInt64(100) | UInt64(50) << 32, as: UInt64.self)
+            (a + 64).storeBytes(of: 64 ^ key, as: UInt64.self)
+            let lied = try os.wait(try os.pop(qd), timeout: .seconds(5))
+            #expect(lied.error == .badMessage)
+            let after = try os.wait(try os.pop(qd), timeout: .seconds(5))
+            #expect(after.error != nil)
+        }
+        try withPipe { os, qd, m in
+            // A fragment longer than half of this pipe's ring (smaller than this libOS's own default): EBADMSG.
+            let key = m.load(fromByteOffset: 24, as: UInt64.self)
+            let a = m + control
+            (a + 8).storeBytes(of: UInt64(ring) | UInt64(ring) << 32, as: UInt64.self)
+            a.storeBytes(of: 0 ^ key, as: UInt64.self)
+            let lied = try os.wait(try os.pop(qd), timeout: .seconds(5))
+            #expect(lied.error == .badMessage)
+        }
+        // Another format version: EPROTO at open (not EAGAIN, which means "still being created").
+        let name = pipeName("version")
+        let mapping = try #require(demi_baseline_catmem_create(name, ring))
+        defer { demi_baseline_catmem_close(name, mapping, ring) }
+        mapping.storeBytes(of: UInt32(2), toByteOffset: 8, as: UInt32.self)
+        let os = try LibOS(.sharedMemory)
+        #expect(throws: Errno.protocolError) { try os.openPipe(name) }
+    }
+
     /// Pops that find their message already in the ring complete at once with the buffer kept in the slot's record:
     /// each wait (wait, wait_any, wait_next, and a wait after other completions) must hand the same message back, and a
     /// freed message's buffer (kept as the next receive buffer) must be stale for the application at once.

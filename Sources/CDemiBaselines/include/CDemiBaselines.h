@@ -46,7 +46,7 @@ int demi_baseline_shm_pingpong(int size, int warmup, int count, int server_cpu, 
 /// to that answer. 0 or an errno.
 int demi_baseline_shm_stream(int size, int count, int server_cpu, int client_cpu, uint64_t *elapsed_ns);
 
-/// catmem's own pipe format (SharedMemoryLibOS, format version 2) written in plain C, whole messages of one record
+/// catmem's own pipe format (SharedMemoryLibOS, format version 3) written in plain C, whole messages of one record
 /// (`size` at most half the ring less 16 bytes): for rows that put plain C at one or both ends of a catmem pipe.
 /// Both ends C, over an anonymous shared mapping with a forked echo: like `demi_baseline_shm_pingpong`.
 int demi_baseline_catmem_pingpong(int size, int warmup, int count, uint32_t ring, int server_cpu, int client_cpu,
