@@ -195,11 +195,6 @@ uint64_t cdemi_rdtsc(void) {
 #endif
 }
 
-void cdemi_cpu_relax(void) {
-#if defined(__x86_64__)
-    __asm__ __volatile__("pause");
-#endif
-}
 
 #include <fcntl.h>
 #include <poll.h>

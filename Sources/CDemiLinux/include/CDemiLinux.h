@@ -55,7 +55,12 @@ int cdemi_msg_trunc(void);
 int cdemi_pin_to_cpu(int cpu);                                    // pins the calling thread
 int cdemi_cpu_count(void);
 uint64_t cdemi_rdtsc(void);
-void cdemi_cpu_relax(void);
+/// The spin-wait hint (x86 `pause`). Static inline, so a spinning loop in Swift makes no call per turn.
+static inline void cdemi_cpu_relax(void) {
+#if defined(__x86_64__)
+    __asm__ __volatile__("pause");
+#endif
+}
 
 // Shared memory between processes (POSIX shm under /dev/shm).
 /// Creates (exclusive) or opens a shared-memory object and maps `size` bytes of it. Returns the mapping or NULL.
