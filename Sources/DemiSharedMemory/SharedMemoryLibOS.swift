@@ -123,6 +123,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// The queue whose pop last took a small message that was already there (a stream's consumer), or -1: the one
     /// whose spare ``keepAsSpare(_:)`` refills when no pop waits to be re-armed.
     @exclusivity(unchecked) var lastPopQueue = -1
+    /// The buffer ``popSmall(_:_:_:)`` last gave the application (a queue's spare: a pooled buffer of the smallest
+    /// class, offset 0), which ``keepAsSpare(_:)`` takes back without asking the pool whether it is one of its own.
+    @exclusivity(unchecked) var handedOut: UnsafeMutablePointer<BufferHeader>?
     let ringSize: Int
     /// The largest message: `options.maxMessageSize`, at most `UInt32.max` (a record's header holds the message's
     /// length in 32 bits).
@@ -464,9 +467,28 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// through the pool's free list. False (nothing changed) if the buffer or the moment does not fit; then the caller
     /// frees it as usual. `EINVAL` for an invalid buffer.
     public func keepAsSpare(_ buffer: DemiBuffer) throws(Errno) -> Bool {
+        let h = buffer.header
+        let handedOutNow = h == handedOut
+        if handedOutNow { handedOut = nil }
         let i = unretiredQueue >= 0 ? unretiredQueue : lastPopQueue
-        guard i >= 0, queues[i].inUse, queues[i].kind == .pipe, queues[i].spare == nil,
-              let b = try pool.recycleFromApplication(buffer, headroom: 0) else { return false }
+        guard i >= 0, queues[i].inUse, queues[i].kind == .pipe, queues[i].spare == nil else { return false }
+        if handedOutNow {
+            // The spare the last short pop handed out: the pool's own header (no lookup of its arena needed), so
+            // only what the pool's recycle checks of the buffer itself is checked: this generation, held by the
+            // application alone, one pooled segment of the smallest class.
+            if h.pointee.generation == buffer.generation,
+               h.pointee.flags == BufferHeader.Flags.inUse | BufferHeader.Flags.appOwned,
+               h.pointee.refcount == 1, h.pointee.next == nil, h.pointee.kind == BufferHeader.Kind.pooled,
+               h.pointee.sizeClass == 0 {
+                h.pointee.generation &+= 1
+                h.pointee.offset = 0
+                h.pointee.length = 0
+                h.pointee.flags = BufferHeader.Flags.inUse
+                queues[i].spare = DemiBuffer(header: h)
+                return true
+            }
+        }
+        guard let b = try pool.recycleFromApplication(buffer, headroom: 0) else { return false }
         queues[i].spare = b
         return true
     }
@@ -649,6 +671,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)
         q.pointee.spare = nil
         b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
+        handedOut = b.header
         // Publishing the head, unparking and dequeuing the pop wait for the next call into the libOS (``retire()``),
         // which every entry point makes before it looks at a queue's pops, the parked set or the consumer (a push
         // after its bytes are in the ring): a store to a line the producer reads would otherwise sit in the store
