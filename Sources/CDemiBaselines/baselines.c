@@ -767,7 +767,7 @@ int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int
  * 32 bits each) and the payload. The stamp is the record's index XORed with the pipe's key (control block offset 24),
  * with the flags in its low 6 bits; the producer stores it last, with a release store, and the consumer polls the
  * word at its own index until the stamp is there. A producer that finds its ring empty past the first 4 KiB writes a
- * lap record and goes on at the ring's second line, storing the lap's stamp after the next record. The consumer's index is
+ * lap record and goes on at the ring's start, storing the lap's stamp after the next record. The consumer's index is
  * published with a release store and cached by the producer. Whole messages of one record only (no fragments), which
  * is all the benchmark rows that put plain C at one or both ends of a pipe need. */
 #include <fcntl.h>
@@ -780,7 +780,7 @@ int demi_baseline_udp_multi_echo(int nconn, int size, int warmup, int count, int
 enum {
     CM_CONTROL = 4096, CM_VERSION = 3, CM_KEY = 24, CM_CREATOR_PID = 128, CM_OPENER_PID = 256, CM_CREATOR_CLOSED = 384,
     CM_OPENER_CLOSED = 512, CM_A_HEAD = 768, CM_B_HEAD = 1024, CM_COMPACT = 4096, CM_FLAG_LAP = 2, CM_FLAG_BITS = 63,
-    CM_ALIGN = 64, CM_LAP_START = 64
+    CM_ALIGN = 64
 };
 static const uint64_t CM_MAGIC = 0x45504950494D4544ull; /* "DEMIPIPE" */
 
@@ -824,13 +824,13 @@ static void cm_push(struct cm_side *s, const char *msg, uint32_t len) {
     uint64_t need = cm_record(len), capacity = s->mask + 1;
     if (s->local >= s->rewind) {
         uint64_t pos = s->local & s->mask;
-        if (capacity > CM_COMPACT && pos >= CM_COMPACT && need + CM_LAP_START <= pos) {
+        if (capacity > CM_COMPACT && pos >= CM_COMPACT && need <= pos) {
             s->cached = __atomic_load_n(s->head, __ATOMIC_ACQUIRE);
             if (s->cached == s->local) { /* empty: a lap record, then this record at the start */
                 *(uint64_t *)(s->data + pos + 8) = 0;
                 s->lap_pos = pos;
                 s->lap_stamp = (s->local ^ s->key) | CM_FLAG_LAP;
-                s->local = (s->local | s->mask) + 1 + CM_LAP_START;
+                s->local = (s->local | s->mask) + 1;
             }
         }
         s->rewind = (s->local & ~s->mask) + CM_COMPACT;
@@ -868,7 +868,7 @@ static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
         }
         uint32_t len = *(uint32_t *)(h + 8);
         if (w & CM_FLAG_LAP) {
-            s->local = (s->local | s->mask) + 1 + CM_LAP_START;
+            s->local = (s->local | s->mask) + 1;
             __atomic_store_n(s->head, s->local, __ATOMIC_RELEASE);
             continue;
         }

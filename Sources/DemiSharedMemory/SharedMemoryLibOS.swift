@@ -41,7 +41,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     static let magic: UInt64 = 0x4550_4950_494D_4544  // "DEMIPIPE"
     /// 2: lap records (RecordHeader.lap), indices 128 bytes apart; 3: records on cache lines, published by their
-    /// stamps (no producer index), the key in the control block, a lap going on at its second line.
+    /// stamps (no producer index), the key in the control block.
     static let version: UInt32 = 3
     static let controlSize = 4096
     /// The size of a parked pop's spare buffer (the pool's smallest class).
@@ -658,8 +658,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
             // The producer rewound: the message follows at the start of the ring (stored before the lap's stamp).
             q.pointee.consumer.skipLap()
             guard q.pointee.consumer.hasRecord() else { return nil }
-            position = Int(RecordHeader.lapStart)
-            h = q.pointee.consumer.data + position
+            position = 0
+            h = q.pointee.consumer.data
             flags = h.load(as: UInt64.self) & RecordHeader.flagBits
         }
         let lengths = (h + 8).load(as: UInt64.self)  // fragment length, then message length

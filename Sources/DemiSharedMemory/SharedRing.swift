@@ -18,7 +18,7 @@ import DemiBuffers
 ///
 /// A producer that finds the ring empty past its first ``RingProducer/compactSpan`` bytes rewinds to its start: it
 /// writes a *lap* record (no payload, flag ``RecordHeader/lap``) that tells the consumer to go on at the start of the
-/// next lap (its second line, ``RecordHeader/lapStart``), so a ping-pong keeps to the first few KiB of the ring (a few dozen cache lines, as the C ring's slots)
+/// next lap, so a ping-pong keeps to the first few KiB of the ring (a few dozen cache lines, as the C ring's slots)
 /// instead of sweeping the whole ring through both cores' caches. The whole ring is still there for bursts. The lap
 /// record's stamp is stored after the record that follows it at the start, so a consumer that sees it finds that
 /// record ready.
@@ -32,14 +32,6 @@ struct RecordHeader {
     static let lap: UInt32 = 2
     /// The stamp's bits that hold the flags.
     static let flagBits: UInt64 = 63
-    /// Where the record after a lap record starts: the next lap's second line, not its first. The pool's larger
-    /// buffers are page-aligned, and a payload at a page's start plus the header's 16 bytes sits 16 bytes from them
-    /// modulo 4 KiB, where a copy runs slowly here: each load matches the low 12 address bits of a store just made,
-    /// and waits on it (4K aliasing). Measured with 16 KiB: a copy into a buffer 16 bytes further into its page than
-    /// its source took 2x as long as at any other offset of 32 bytes or more (308 against 153-168 ns in cache;
-    /// 754-872 against 386-421 ns from a line another core had just written), and one 16 bytes less far, as a pop
-    /// into a pooled buffer was, 17% longer. A ping-pong of large messages rewinds before every message.
-    static let lapStart: UInt64 = 64
 }
 
 /// The bytes a record with a payload of `n` bytes takes in the ring: header and payload, rounded up to a cache line.
@@ -134,13 +126,13 @@ struct RingProducer {
     mutating func rewindIfEmpty(before needed: Int) {
         let mask = UInt64(capacity &- 1)
         let pos = localTail & mask
-        if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) && UInt64(needed) + RecordHeader.lapStart <= pos {
+        if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) && UInt64(needed) <= pos {
             cachedHead = cdemi_load_acquire_u64(head)
             if cachedHead == localTail {
                 (data + Int(pos) + 8).storeBytes(of: 0, as: UInt64.self)  // lengths 0
                 lapPosition = Int(pos)
                 lapStamp = (localTail ^ key) | UInt64(RecordHeader.lap)
-                localTail = (localTail | mask) &+ 1 &+ RecordHeader.lapStart
+                localTail = (localTail | mask) &+ 1
             }
         }
         rewindCheck = (localTail & ~mask) &+ UInt64(Self.compactSpan)
@@ -260,7 +252,7 @@ struct RingConsumer {
     /// Goes past a lap record at the head: on at the start of the next lap (published at once).
     @inline(never)
     mutating func skipLap() {
-        localHead = (localHead | UInt64(capacity &- 1)) &+ 1 &+ RecordHeader.lapStart
+        localHead = (localHead | UInt64(capacity &- 1)) &+ 1
         cdemi_store_release_u64(head, localHead)
     }
 
