@@ -72,6 +72,8 @@ struct RingProducer {
         self.head = head
         self.data = data
         self.capacity = capacity
+        mask = UInt64(truncatingIfNeeded: capacity &- 1)
+        maxFragment = capacity / 2 - RecordHeader.size
         self.key = key
         localTail = local
         cachedHead = local
@@ -84,6 +86,10 @@ struct RingProducer {
     let head: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    /// `capacity - 1`: a ring index's position is `index & mask`.
+    let mask: UInt64
+    /// The largest fragment payload this ring carries (half the ring, so a fragment always fits once drained).
+    let maxFragment: Int
     let key: UInt64
     /// The index of the next record (private: the stamps publish the records).
     var localTail: UInt64
@@ -124,7 +130,6 @@ struct RingProducer {
     /// written otherwise, so a stream that keeps the ring busy pays one load of the consumer's index per 4 KiB.
     @inline(never)
     mutating func rewindIfEmpty(before needed: Int) {
-        let mask = UInt64(capacity &- 1)
         let pos = localTail & mask
         if capacity > Self.compactSpan && pos >= UInt64(Self.compactSpan) && UInt64(needed) <= pos {
             cachedHead = cdemi_load_acquire_u64(head)
@@ -139,21 +144,18 @@ struct RingProducer {
         if rewindCheck <= localTail { rewindCheck = localTail &+ UInt64(Self.compactSpan) }
     }
 
-    /// The largest fragment payload this ring carries (half the ring, so a fragment always fits once drained).
-    var maxFragment: Int { capacity / 2 - RecordHeader.size }
-
     /// Bytes free now, reloading the consumer's index if the cached one says there is not enough for `needed`.
     @inline(__always)
     mutating func hasRoom(_ needed: Int) -> Bool {
-        if capacity &- Int(localTail &- cachedHead) >= needed { return true }
+        if capacity &- Int(truncatingIfNeeded: localTail &- cachedHead) >= needed { return true }
         cachedHead = cdemi_load_acquire_u64(head)
-        return capacity &- Int(localTail &- cachedHead) >= needed
+        return capacity &- Int(truncatingIfNeeded: localTail &- cachedHead) >= needed
     }
 
     /// Copies `count` bytes from `source` at ring index `at` (wrapping).
     @inline(__always)
     func copyIn(_ source: UnsafeRawPointer, count: Int, at index: UInt64) {
-        let pos = Int(index & UInt64(capacity - 1))
+        let pos = Int(truncatingIfNeeded: index & mask)
         let first = min(count, capacity - pos)
         (data + pos).copyMemory(from: source, byteCount: first)
         if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
@@ -162,7 +164,7 @@ struct RingProducer {
     /// True if a record with a payload of `length` bytes written now lies in one piece (does not wrap).
     @inline(__always)
     func fitsUnwrapped(_ length: Int) -> Bool {
-        Int(localTail & UInt64(capacity &- 1)) &+ RecordHeader.size &+ length <= capacity
+        Int(truncatingIfNeeded: localTail & mask) &+ RecordHeader.size &+ length <= capacity
     }
 
     /// Writes a whole message of `length` bytes from `source` as one record and publishes it: one store of the
@@ -171,7 +173,7 @@ struct RingProducer {
     @inline(__always)
     mutating func writeSmall(_ source: UnsafeRawPointer, length: Int) {
         let start = localTail
-        let h = data + Int(start & UInt64(capacity &- 1))
+        let h = data + Int(truncatingIfNeeded: start & mask)
         (h + 8).storeBytes(of: UInt64(UInt32(truncatingIfNeeded: length)) &* 0x1_0000_0001, as: UInt64.self)
         copyPayload(h + RecordHeader.size, source, length)
         localTail = start &+ UInt64(recordSize(length))
@@ -183,7 +185,7 @@ struct RingProducer {
     /// `recordSize(length)`; `total` is at most `UInt32.max`.
     mutating func write(_ sga: ScatterGatherArray, offset: Int, length: Int, total: Int, flags: UInt32) {
         let start = localTail
-        let pos = Int(start & UInt64(capacity - 1))
+        let pos = Int(truncatingIfNeeded: start & mask)
         let h = data + pos
         (h + 8).storeBytes(of: UInt64(UInt32(truncatingIfNeeded: length)) | UInt64(UInt32(truncatingIfNeeded: total)) << 32,
                            as: UInt64.self)
@@ -224,6 +226,7 @@ struct RingConsumer {
         self.head = head
         self.data = data
         self.capacity = capacity
+        mask = UInt64(truncatingIfNeeded: capacity &- 1)
         self.key = key
         localHead = local
     }
@@ -236,13 +239,15 @@ struct RingConsumer {
     let head: UnsafeMutablePointer<UInt64>
     let data: UnsafeMutableRawPointer
     let capacity: Int
+    /// `capacity - 1`: a ring index's position is `index & mask`.
+    let mask: UInt64
     let key: UInt64
     var localHead: UInt64
 
     /// The stamp word of the next record (not yet written while the ring is empty).
     @inline(__always)
     var stampWord: UnsafeMutablePointer<UInt64> {
-        (data + Int(localHead & UInt64(capacity &- 1))).assumingMemoryBound(to: UInt64.self)
+        (data + Int(truncatingIfNeeded: localHead & mask)).assumingMemoryBound(to: UInt64.self)
     }
 
     /// The stamp the next record carries once written (flag bits clear).
@@ -252,7 +257,7 @@ struct RingConsumer {
     /// Goes past a lap record at the head: on at the start of the next lap (published at once).
     @inline(never)
     mutating func skipLap() {
-        localHead = (localHead | UInt64(capacity &- 1)) &+ 1
+        localHead = (localHead | mask) &+ 1
         cdemi_store_release_u64(head, localHead)
     }
 
@@ -265,7 +270,7 @@ struct RingConsumer {
     /// The header of the next record (the caller has seen ``hasRecord()``): (fragment length, flags, total length).
     @inline(__always)
     func peek() -> (length: Int, flags: UInt32, total: Int) {
-        let h = data + Int(localHead & UInt64(capacity - 1))
+        let h = data + Int(truncatingIfNeeded: localHead & mask)
         let lengths = (h + 8).load(as: UInt64.self)
         return (Int(UInt32(truncatingIfNeeded: lengths)), UInt32(truncatingIfNeeded: h.load(as: UInt64.self) & RecordHeader.flagBits),
                 Int(lengths >> 32))
@@ -273,7 +278,7 @@ struct RingConsumer {
 
     /// The next record's header position in the ring (the caller has seen ``hasRecord()``).
     @inline(__always)
-    var headPosition: Int { Int(localHead & UInt64(capacity - 1)) }
+    var headPosition: Int { Int(truncatingIfNeeded: localHead & mask) }
 
     /// Copies the payload (not wrapping) of the record at `position` to `destination`, without a call up to 64 bytes,
     /// and moves past the record without publishing the head: the caller publishes it later with ``publishHead()``.
@@ -293,7 +298,7 @@ struct RingConsumer {
         var at = localHead &+ UInt64(RecordHeader.size)
         var done = 0
         while done < length {
-            let pos = Int(at & UInt64(capacity - 1))
+            let pos = Int(truncatingIfNeeded: at & mask)
             let n = min(length - done, capacity - pos)
             (destination + done).copyMemory(from: data + pos, byteCount: n)
             done += n
