@@ -195,7 +195,6 @@ uint64_t cdemi_rdtsc(void) {
 #endif
 }
 
-
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/mman.h>

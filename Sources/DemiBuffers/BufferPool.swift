@@ -255,7 +255,15 @@ public final class BufferPool {
     /// now on), without a trip through the free list. Nil, with nothing changed, for any other valid array (free that
     /// one with ``freeFromApplication(_:)``); `EINVAL` as that for an invalid one.
     public func recycleFromApplication(_ buffer: DemiBuffer, headroom: Int) throws(Errno) -> DemiBuffer? {
-        guard validate(buffer.header) != nil, buffer.isValid else { throw .invalidArgument }
+        guard validate(buffer.header) != nil else { throw .invalidArgument }
+        return try recycleFromApplication(ownBuffer: buffer, headroom: headroom)
+    }
+
+    /// ``recycleFromApplication(_:headroom:)`` for a buffer the caller knows to be this pool's (one it handed to the
+    /// application itself): the same checks of the buffer, without looking up which arena holds its header.
+    @inlinable @inline(__always)
+    public func recycleFromApplication(ownBuffer buffer: DemiBuffer, headroom: Int) throws(Errno) -> DemiBuffer? {
+        guard buffer.isValid else { throw .invalidArgument }
         let h = buffer.header
         guard h.pointee.next == nil else { return nil }
         guard h.pointee.flags & BufferHeader.Flags.appOwned != 0 else { throw .invalidArgument }

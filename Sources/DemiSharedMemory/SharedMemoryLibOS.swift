@@ -472,23 +472,10 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if handedOutNow { handedOut = nil }
         let i = unretiredQueue >= 0 ? unretiredQueue : lastPopQueue
         guard i >= 0, queues[i].inUse, queues[i].kind == .pipe, queues[i].spare == nil else { return false }
-        if handedOutNow {
-            // The spare the last short pop handed out: the pool's own header (no lookup of its arena needed), so
-            // only what the pool's recycle checks of the buffer itself is checked: this generation, held by the
-            // application alone, one pooled segment of the smallest class.
-            if h.pointee.generation == buffer.generation,
-               h.pointee.flags == BufferHeader.Flags.inUse | BufferHeader.Flags.appOwned,
-               h.pointee.refcount == 1, h.pointee.next == nil, h.pointee.kind == BufferHeader.Kind.pooled,
-               h.pointee.sizeClass == 0 {
-                h.pointee.generation &+= 1
-                h.pointee.offset = 0
-                h.pointee.length = 0
-                h.pointee.flags = BufferHeader.Flags.inUse
-                queues[i].spare = DemiBuffer(header: h)
-                return true
-            }
-        }
-        guard let b = try pool.recycleFromApplication(buffer, headroom: 0) else { return false }
+        // The spare the last short pop handed out is the pool's own: no lookup of the arena that holds its header.
+        let recycled = handedOutNow ? try pool.recycleFromApplication(ownBuffer: buffer, headroom: 0)
+                                    : try pool.recycleFromApplication(buffer, headroom: 0)
+        guard let b = recycled else { return false }
         queues[i].spare = b
         return true
     }
@@ -652,20 +639,15 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @inline(__always)
     func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
         var position = q.pointee.consumer.headPosition
-        var h = q.pointee.consumer.data + position
-        var flags = h.load(as: UInt64.self) & RecordHeader.flagBits
-        if flags == UInt64(RecordHeader.lap) {
+        var (length, flags, total) = q.pointee.consumer.header(at: position)
+        if flags == RecordHeader.lap {
             // The producer rewound: the message follows at the start of the ring (stored before the lap's stamp).
             q.pointee.consumer.skipLap()
             guard q.pointee.consumer.hasRecord() else { return nil }
             position = 0
-            h = q.pointee.consumer.data
-            flags = h.load(as: UInt64.self) & RecordHeader.flagBits
+            (length, flags, total) = q.pointee.consumer.header(at: position)
         }
-        let lengths = (h + 8).load(as: UInt64.self)  // fragment length, then message length
-        let length = Int(UInt32(truncatingIfNeeded: lengths))
-        guard flags == 0, lengths >> 32 == lengths & 0xFFFF_FFFF, length > 0,
-              length <= smallLimit, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
+        guard flags == 0, total == length, length > 0, length <= smallLimit, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
               let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
         else { return nil }
         q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)
@@ -879,8 +861,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                 }
                 // (A fragment is at most half of this pipe's ring less a header: the opener's ring size is the
                 // creator's, not necessarily this libOS's own setting.)
-                guard length <= total, total <= maxMessage,
-                      length <= queues[i].consumer.capacity / 2 - RecordHeader.size else {
+                guard length <= total, total <= maxMessage, length <= queues[i].consumer.maxFragment else {
                     // A corrupt ring: the peer lied. Fail rather than read out of bounds.
                     queues[i].peerDead = true
                     return .failed(.badMessage)

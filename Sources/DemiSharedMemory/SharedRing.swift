@@ -38,6 +38,11 @@ struct RecordHeader {
 @inline(__always)
 func recordSize(_ n: Int) -> Int { (RecordHeader.size &+ n &+ (RecordHeader.alignment &- 1)) & ~(RecordHeader.alignment &- 1) }
 
+/// The largest fragment payload a ring of `capacity` bytes carries: half the ring less a header, so a fragment always
+/// fits once the ring is drained.
+@inline(__always)
+func maxFragment(ofRing capacity: Int) -> Int { capacity / 2 - RecordHeader.size }
+
 /// The pipe key's form: the top bit set (zeroed memory is never a stamp), the flag bits clear.
 @inline(__always)
 func ringKey(_ random: UInt64) -> UInt64 { (random | 1 << 63) & ~RecordHeader.flagBits }
@@ -68,12 +73,14 @@ struct RingProducer {
                      key: ringKey(0), local: 0)
     }
 
-    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64, local: UInt64) {
+    /// A ring whose next record has index `local` (0 for a new pipe: the ring starts empty there).
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64,
+         local: UInt64 = 0) {
         self.head = head
         self.data = data
         self.capacity = capacity
         mask = UInt64(truncatingIfNeeded: capacity &- 1)
-        maxFragment = capacity / 2 - RecordHeader.size
+        maxFragment = DemiSharedMemory.maxFragment(ofRing: capacity)
         self.key = key
         localTail = local
         cachedHead = local
@@ -88,7 +95,7 @@ struct RingProducer {
     let capacity: Int
     /// `capacity - 1`: a ring index's position is `index & mask`.
     let mask: UInt64
-    /// The largest fragment payload this ring carries (half the ring, so a fragment always fits once drained).
+    /// ``maxFragment(ofRing:)`` of this ring.
     let maxFragment: Int
     let key: UInt64
     /// The index of the next record (private: the stamps publish the records).
@@ -100,12 +107,6 @@ struct RingProducer {
     /// stamp, or a stamp of 0 for none.
     var lapPosition = 0
     var lapStamp: UInt64 = 0
-
-    /// A new pipe's producer: the ring starts empty at index 0.
-    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64) {
-        self.init(head: head, data: data, capacity: capacity, key: key, local: 0)
-        cachedHead = cdemi_load_acquire_u64(head)
-    }
 
     /// True if a small record of `length` payload bytes can be written now, in one piece, with no rewind due (the
     /// general path does that, once per ``compactSpan`` bytes, so this one makes no call).
@@ -177,7 +178,7 @@ struct RingProducer {
         (h + 8).storeBytes(of: UInt64(UInt32(truncatingIfNeeded: length)) &* 0x1_0000_0001, as: UInt64.self)
         copyPayload(h + RecordHeader.size, source, length)
         localTail = start &+ UInt64(recordSize(length))
-        cdemi_store_release_u64(h.assumingMemoryBound(to: UInt64.self), start ^ key)
+        publish(start ^ key, at: h)
     }
 
     /// Writes one record holding `length` bytes of `sga` starting at byte `offset`, and publishes it (and then a lap
@@ -207,11 +208,17 @@ struct RingProducer {
             seg = c.pointee.next
         }
         localTail = start &+ UInt64(recordSize(length))
-        cdemi_store_release_u64(h.assumingMemoryBound(to: UInt64.self), (start ^ key) | UInt64(flags))
+        publish((start ^ key) | UInt64(flags), at: h)
         if lapStamp != 0 {
-            cdemi_store_release_u64((data + lapPosition).assumingMemoryBound(to: UInt64.self), lapStamp)
+            publish(lapStamp, at: data + lapPosition)
             lapStamp = 0
         }
+    }
+
+    /// Stores a record's stamp (release): the record at `header` is the consumer's from here on.
+    @inline(__always)
+    func publish(_ stamp: UInt64, at header: UnsafeMutableRawPointer) {
+        cdemi_store_release_u64(header.assumingMemoryBound(to: UInt64.self), stamp)
     }
 }
 
@@ -222,18 +229,15 @@ struct RingConsumer {
                      key: ringKey(0), local: 0)
     }
 
-    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64, local: UInt64) {
+    /// A ring whose next record has index `local` (0 for a new pipe: the ring starts empty there).
+    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64,
+         local: UInt64 = 0) {
         self.head = head
         self.data = data
         self.capacity = capacity
         mask = UInt64(truncatingIfNeeded: capacity &- 1)
         self.key = key
         localHead = local
-    }
-
-    /// A new pipe's consumer: the ring starts empty at index 0.
-    init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64) {
-        self.init(head: head, data: data, capacity: capacity, key: key, local: 0)
     }
 
     let head: UnsafeMutablePointer<UInt64>
@@ -243,6 +247,9 @@ struct RingConsumer {
     let mask: UInt64
     let key: UInt64
     var localHead: UInt64
+
+    /// ``maxFragment(ofRing:)`` of this ring: a longer fragment is a lie.
+    var maxFragment: Int { DemiSharedMemory.maxFragment(ofRing: capacity) }
 
     /// The stamp word of the next record (not yet written while the ring is empty).
     @inline(__always)
@@ -269,9 +276,14 @@ struct RingConsumer {
 
     /// The header of the next record (the caller has seen ``hasRecord()``): (fragment length, flags, total length).
     @inline(__always)
-    func peek() -> (length: Int, flags: UInt32, total: Int) {
-        let h = data + Int(truncatingIfNeeded: localHead & mask)
-        let lengths = (h + 8).load(as: UInt64.self)
+    func peek() -> (length: Int, flags: UInt32, total: Int) { header(at: headPosition) }
+
+    /// The header of the record at ring position `position`, whose stamp the caller has seen: (fragment length,
+    /// flags, total length).
+    @inline(__always)
+    func header(at position: Int) -> (length: Int, flags: UInt32, total: Int) {
+        let h = data + position
+        let lengths = (h + 8).load(as: UInt64.self)  // fragment length, then message length
         return (Int(UInt32(truncatingIfNeeded: lengths)), UInt32(truncatingIfNeeded: h.load(as: UInt64.self) & RecordHeader.flagBits),
                 Int(lengths >> 32))
     }
