@@ -371,11 +371,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
         if h.pointee.next == nil, head.isValid, k >= 0, k < queues.count {
             // The common case, as the C ring does it: one small valid segment, a pipe with nothing queued ahead, the
             // peer alive and open, room, no wrap, no rewind due. Copied and published in one pass (one release store
-            // of the record's stamp); the token afterwards. The checks are ordered to load as little as can be before the copy.
+            // of the record's stamp); the token afterwards. The checks are ordered to load as little as can be before
+            // the copy. A free slot or a memory queue has a detached producer, which never passes canWriteSmall.
             let q = queues.pointer(k)  // the table does not grow during a push
             let length = Int(h.pointee.length)
-            if UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit), q.pointee.inUse, q.pointee.kind == .pipe,
-               q.pointee.pushes.isEmpty, !q.pointee.peerDead, q.pointee.producer.canWriteSmall(length), canSpawn,
+            if UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit), q.pointee.producer.canWriteSmall(length),
+               q.pointee.pushes.isEmpty, !q.pointee.peerDead, canSpawn,
                cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0 {
                 q.pointee.producer.writeSmall(h.pointee.storage.unsafelyUnwrapped + Int(h.pointee.offset),
                                               length: length)
@@ -638,19 +639,36 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// (its slot is retired by the next call). Nil (nothing consumed) for anything else.
     @inline(__always)
     func popSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
-        var position = q.pointee.consumer.headPosition
-        var (length, flags, total) = q.pointee.consumer.header(at: position)
-        if flags == RecordHeader.lap {
-            // The producer rewound: the message follows at the start of the ring (stored before the lap's stamp).
-            q.pointee.consumer.skipLap()
-            guard q.pointee.consumer.hasRecord() else { return nil }
-            position = 0
-            (length, flags, total) = q.pointee.consumer.header(at: position)
-        }
-        guard flags == 0, total == length, length > 0, length <= smallLimit, position + RecordHeader.size + length <= q.pointee.consumer.capacity,
-              let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile, b.setCount(length)
+        let position = q.pointee.consumer.headPosition
+        guard q.pointee.consumer.flags(at: position) == 0 else { return popSmallAfterLap(q, i, t) }
+        return takeSmall(q, i, t, at: position)
+    }
+
+    /// ``popSmall(_:_:_:)`` of a record with flags: after a lap record (the producer rewound), the message that
+    /// follows at the start of the ring (stored before the lap's stamp). Nil for any other flags.
+    @inline(never)
+    func popSmallAfterLap(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32) -> DemiBuffer? {
+        guard q.pointee.consumer.flags(at: q.pointee.consumer.headPosition) == RecordHeader.lap else { return nil }
+        q.pointee.consumer.skipLap()
+        guard q.pointee.consumer.hasRecord(), q.pointee.consumer.flags(at: 0) == 0 else { return nil }
+        return takeSmall(q, i, t, at: 0)
+    }
+
+    /// Takes the record at `position` (whose stamp the caller has seen, with no flags) if it holds a whole message that
+    /// fits the spare buffer, in one piece; nil (nothing consumed) otherwise.
+    @inline(__always)
+    func takeSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32, at position: Int) -> DemiBuffer? {
+        let lengths = q.pointee.consumer.lengths(at: position)
+        let length = Int(UInt32(truncatingIfNeeded: lengths))
+        // A whole message (its total is its fragment's length) of 1 to smallLimit bytes, not wrapping.
+        guard lengths == UInt64(UInt32(truncatingIfNeeded: lengths)) &* 0x1_0000_0001,
+              UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit),
+              position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity,
+              let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile
         else { return nil }
         q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)
+        // A spare is a buffer of the pool's smallest class (``spareSize``, at least ``smallMessage``) at offset 0.
+        b.header.pointee.length = UInt32(truncatingIfNeeded: length)
         q.pointee.spare = nil
         b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
         handedOut = b.header

@@ -85,6 +85,7 @@ struct RingProducer {
         localTail = local
         cachedHead = local
         rewindCheck = local &+ UInt64(Self.compactSpan)
+        updateShortLimit()
     }
 
     /// A small message is written at the start of the ring, rather than further on, if the ring is empty by then.
@@ -107,12 +108,28 @@ struct RingProducer {
     /// stamp, or a stamp of 0 for none.
     var lapPosition = 0
     var lapStamp: UInt64 = 0
+    /// The index a short record may end at, at most (see ``canWriteSmall(_:)``): the least of the room the cached
+    /// head leaves, the end of the current lap, and the rewind check (``rewindCheck`` + 63: a record, at least 64
+    /// bytes, ends there only if it starts before the check). Kept up to date wherever those change, so the short
+    /// push makes one comparison where it made four; 0 for a detached ring. Stale only on the safe side: a head the
+    /// consumer has moved since makes the short path give way to the general one, which reloads it.
+    var shortLimit: UInt64 = 0
 
-    /// True if a small record of `length` payload bytes can be written now, in one piece, with no rewind due (the
-    /// general path does that, once per ``compactSpan`` bytes, so this one makes no call).
     @inline(__always)
-    mutating func canWriteSmall(_ length: Int) -> Bool {
-        localTail < rewindCheck && length <= maxFragment && hasRoom(recordSize(length)) && fitsUnwrapped(length)
+    mutating func updateShortLimit() {
+        let c = UInt64(truncatingIfNeeded: capacity)
+        shortLimit = min(cachedHead &+ c, (localTail & ~mask) &+ c, rewindCheck &+ 63)
+    }
+
+    /// True if a small record of `length` payload bytes can be written now: in one piece (header and payload before
+    /// the end of the ring), with room by the cached head, no rewind due (the general path rewinds, once per
+    /// ``compactSpan`` bytes, so this one makes no call) and `length <= maxFragment`. Records start on lines and the
+    /// ring is a whole number of them, so a header and payload end before the ring's end exactly when the record
+    /// rounded up to its line does. False also where the general path would still write at once (a head the consumer
+    /// has moved since it was cached; a record longer than a line that would pass the rewind check): that path does.
+    @inline(__always)
+    func canWriteSmall(_ length: Int) -> Bool {
+        length <= maxFragment && localTail &+ UInt64(truncatingIfNeeded: recordSize(length)) <= shortLimit
     }
 
     /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty(before:)``), for a record of `needed`
@@ -143,6 +160,7 @@ struct RingProducer {
         }
         rewindCheck = (localTail & ~mask) &+ UInt64(Self.compactSpan)
         if rewindCheck <= localTail { rewindCheck = localTail &+ UInt64(Self.compactSpan) }
+        updateShortLimit()
     }
 
     /// Bytes free now, reloading the consumer's index if the cached one says there is not enough for `needed`.
@@ -150,6 +168,7 @@ struct RingProducer {
     mutating func hasRoom(_ needed: Int) -> Bool {
         if capacity &- Int(truncatingIfNeeded: localTail &- cachedHead) >= needed { return true }
         cachedHead = cdemi_load_acquire_u64(head)
+        updateShortLimit()
         return capacity &- Int(truncatingIfNeeded: localTail &- cachedHead) >= needed
     }
 
@@ -162,15 +181,9 @@ struct RingProducer {
         if first < count { data.copyMemory(from: source + first, byteCount: count - first) }
     }
 
-    /// True if a record with a payload of `length` bytes written now lies in one piece (does not wrap).
-    @inline(__always)
-    func fitsUnwrapped(_ length: Int) -> Bool {
-        Int(truncatingIfNeeded: localTail & mask) &+ RecordHeader.size &+ length <= capacity
-    }
-
     /// Writes a whole message of `length` bytes from `source` as one record and publishes it: one store of the
     /// lengths, the copy (without a call up to 64 bytes), and the release store of the stamp. The caller has checked
-    /// ``hasRoom(_:)`` and ``fitsUnwrapped(_:)``, and no lap record is pending (no rewind was due).
+    /// ``canWriteSmall(_:)`` (so no lap record is pending: no rewind was due).
     @inline(__always)
     mutating func writeSmall(_ source: UnsafeRawPointer, length: Int) {
         let start = localTail
@@ -213,6 +226,7 @@ struct RingProducer {
             publish(lapStamp, at: data + lapPosition)
             lapStamp = 0
         }
+        updateShortLimit()  // (the record may have taken the tail into the next lap)
     }
 
     /// Stores a record's stamp (release): the record at `header` is the consumer's from here on.
@@ -282,11 +296,20 @@ struct RingConsumer {
     /// flags, total length).
     @inline(__always)
     func header(at position: Int) -> (length: Int, flags: UInt32, total: Int) {
-        let h = data + position
-        let lengths = (h + 8).load(as: UInt64.self)  // fragment length, then message length
-        return (Int(UInt32(truncatingIfNeeded: lengths)), UInt32(truncatingIfNeeded: h.load(as: UInt64.self) & RecordHeader.flagBits),
-                Int(lengths >> 32))
+        let l = lengths(at: position)
+        return (Int(UInt32(truncatingIfNeeded: l)), flags(at: position), Int(l >> 32))
     }
+
+    /// The flags of the record at ring position `position`, whose stamp the caller has seen.
+    @inline(__always)
+    func flags(at position: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: (data + position).load(as: UInt64.self) & RecordHeader.flagBits)
+    }
+
+    /// The lengths word of the record at ring position `position`, whose stamp the caller has seen: the fragment's
+    /// length in the low 32 bits, the whole message's in the high 32.
+    @inline(__always)
+    func lengths(at position: Int) -> UInt64 { (data + position + 8).load(as: UInt64.self) }
 
     /// The next record's header position in the ring (the caller has seen ``hasRecord()``).
     @inline(__always)
