@@ -138,6 +138,19 @@ public final class Scheduler {
         if timers.isArmed(i) { timers.cancel(i) }
     }
 
+    /// ``freeSlot(_:)`` for a slot that was never runnable and never had a timer: a plain result's
+    /// (``spawnCompletedPlain(_:qd:)``), which is complete from the start.
+    @inlinable @inline(__always)
+    func freePlainSlot(_ i: UInt32) {
+        let s = slot(i)
+        s.pointee.state = State.free
+        s.pointee.generation &+= 1
+        if s.pointee.generation == 0 { s.pointee.generation = 1 }
+        s.pointee.nextFree = freeHead
+        freeHead = i
+        liveTotal -= 1
+    }
+
     // MARK: - Tokens
 
     @inlinable
@@ -371,7 +384,7 @@ public final class Scheduler {
         if p != Self.none { slot(p).pointee.completedNext = n } else { completedHead = n }
         if n != Self.none { slot(n).pointee.completedPrev = p } else { completedTail = p }
         completedTotal -= 1
-        freeSlot(i)
+        freePlainSlot(i)
         return (code, qd, buffer)
     }
 

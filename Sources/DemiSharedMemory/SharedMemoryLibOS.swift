@@ -123,8 +123,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// The queue whose pop last took a small message that was already there (a stream's consumer), or -1: the one
     /// whose spare ``keepAsSpare(_:)`` refills when no pop waits to be re-armed.
     @exclusivity(unchecked) var lastPopQueue = -1
-    /// The buffer ``popSmall(_:_:_:)`` last gave the application (a queue's spare: a pooled buffer of the smallest
-    /// class, offset 0), which ``keepAsSpare(_:)`` takes back without asking the pool whether it is one of its own.
+    /// The buffer a short pop (``popSmall(_:_:_:)``, ``receiveSmall(_:)``) last gave the application (a queue's spare:
+    /// a pooled buffer of the smallest class, offset 0), which ``keepAsSpare(_:)`` takes back without asking the pool
+    /// whether it is one of its own.
     @exclusivity(unchecked) var handedOut: UnsafeMutablePointer<BufferHeader>?
     let ringSize: Int
     /// The largest message: `options.maxMessageSize`, at most `UInt32.max` (a record's header holds the message's
@@ -427,7 +428,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         // Inline: no pop queued ahead and a message (or end-of-file, or the peer's death) already there.
         if queues[i].kind == .pipe && queues[i].pops.isEmpty && canSpawn {
             let q = queues.pointer(i)
-            if !q.pointee.consumer.hasRecord(), !q.pointee.endOfFile, !q.pointee.peerDead,
+            let hasRecord = q.pointee.consumer.hasRecord()
+            if !hasRecord, !q.pointee.endOfFile, !q.pointee.peerDead,
                cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0,
                q.pointee.spare != nil || refillSpare(q) {
                 // Nothing there yet (the usual case right after a push): parked at once, its record stored in place.
@@ -438,7 +440,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
             }
             lastPopQueue = i  // its spare is refilled by the next sgafree that can
             // A whole message that fits the spare (records before the peer's close or death still count).
-            if q.pointee.consumer.hasRecord(), let b = receiveSmall(q) { return completedPop(qd, b) }
+            if hasRecord, let b = receiveSmall(q) {
+                b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
+                do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch {
+                    preconditionFailure("no slot")  // (canSpawn)
+                }
+            }
             switch receive(i) {
             case .empty:
                 // Parked at once, not runnable: the fast-path poller (or a spinning wait) runs it when a record, the
@@ -859,10 +866,22 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @inline(__always)
     func receiveSmall(_ q: UnsafeMutablePointer<Queue>) -> DemiBuffer? {
         guard let s = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile else { return nil }
-        let (length, flags, total) = q.pointee.consumer.peek()
-        guard flags == 0, length == total, length <= smallLimit, s.setCount(length) else { return nil }
+        let position = q.pointee.consumer.headPosition
+        let lengths = q.pointee.consumer.lengths(at: position)
+        let length = Int(UInt32(truncatingIfNeeded: lengths))
+        // A whole message (its total is its fragment's length) that fits the spare.
+        guard q.pointee.consumer.flags(at: position) == 0, lengths == UInt64(UInt32(truncatingIfNeeded: lengths)) &* 0x1_0000_0001,
+              length <= smallLimit else { return nil }
+        // A spare is a buffer of the pool's smallest class (``spareSize``, at least ``smallMessage``) at offset 0.
+        s.header.pointee.length = UInt32(truncatingIfNeeded: length)
         q.pointee.spare = nil
-        q.pointee.consumer.consume(length: length, into: s.baseAddress)
+        if position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity {
+            q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: s.baseAddress)
+            q.pointee.consumer.publishHead()
+        } else {
+            q.pointee.consumer.consume(length: length, into: s.baseAddress)  // the payload wraps
+        }
+        handedOut = s.header  // every caller hands it to the application
         return s
     }
 
