@@ -1,6 +1,5 @@
 #include "demi_abi_private.h"
 
-static __thread void *current_libos;
+__thread void *demi_abi_current_libos __attribute__((tls_model("initial-exec"), visibility("hidden")));
 
-void *demi_abi_current(void) { return current_libos; }
-void demi_abi_set_current(void *libos) { current_libos = libos; }
+void demi_abi_set_current(void *libos) { demi_abi_current_libos = libos; }

@@ -14,6 +14,11 @@ final class ABIContext {
     /// Scratch space for demi_wait_next_n, grown on demand (never per call once large enough).
     var scratch: UnsafeMutablePointer<QResult>
     var scratchCapacity: Int
+    /// The buffer tokens this library last handed out (the last popped array's, the last `demi_sgaalloc`'s): their
+    /// header addresses are the pool's own, so ``buffer(_:_:)`` checks them without looking up the pool's arenas (an
+    /// echo pushes and frees what it popped; a client pushes what it allocated).
+    var lastFilled: UnsafeMutableRawPointer?
+    var lastAllocated: UnsafeMutableRawPointer?
 
     init(os: LibOS) {
         self.os = os
@@ -71,33 +76,43 @@ func token(_ b: DemiBuffer) -> UnsafeMutableRawPointer {
 }
 
 /// The buffer named by a token, checked against the pool without dereferencing foreign pointers.
-func buffer(_ os: LibOS, _ tok: UnsafeMutableRawPointer?) throws(Errno) -> DemiBuffer {
+func buffer(_ c: ABIContext, _ tok: UnsafeMutableRawPointer?) throws(Errno) -> DemiBuffer {
     guard let tok else { throw .invalidArgument }
     let raw = UInt(bitPattern: tok)
-    guard let h = os.pool.validate(UnsafeRawPointer(bitPattern: raw & ~63)),
+    if tok == c.lastFilled || tok == c.lastAllocated {
+        // A token this library made: its address is one of the pool's headers (headers live as long as the pool), so
+        // only whether it is still that buffer is checked, as below.
+        let h = UnsafeMutablePointer<BufferHeader>(bitPattern: raw & ~63).unsafelyUnwrapped
+        guard h.pointee.flags & BufferHeader.Flags.inUse != 0, UInt(h.pointee.generation & 63) == raw & 63 else {
+            throw .invalidArgument
+        }
+        return DemiBuffer(header: h)
+    }
+    guard let h = c.os.pool.validate(UnsafeRawPointer(bitPattern: raw & ~63)),
           UInt(h.pointee.generation & 63) == raw & 63 else { throw .invalidArgument }
     return DemiBuffer(header: h)
 }
 
 /// The Swift array for a C array to push: the buffer itself when the segment covers its data, else a zero-copy view
 /// of the segment (returned in `view` for the caller to release after the push took its own reference).
-func array(_ os: LibOS, _ sga: UnsafePointer<demi_sgarray_t>?) throws(Errno) -> (ScatterGatherArray, DemiBuffer?) {
+func array(_ c: ABIContext, _ sga: UnsafePointer<demi_sgarray_t>?) throws(Errno) -> (ScatterGatherArray, DemiBuffer?) {
     guard let sga else { throw .invalidArgument }
     let s = sga.pointee
     guard s.sga_numsegs == 1 else { throw .invalidArgument }
-    let b = try buffer(os, s.sga_buf)
+    let b = try buffer(c, s.sga_buf)
     let seg = s.sga_segs
     guard let start = seg.sgaseg_buf, seg.sgaseg_len > 0 else { throw .invalidArgument }
     let offset = start - b.baseAddress
     let length = Int(seg.sgaseg_len)
     guard offset >= 0, offset + length <= b.count else { throw .invalidArgument }
     if offset == 0 && length == b.count && b.header.pointee.next == nil { return (ScatterGatherArray(head: b), nil) }
-    guard let v = os.pool.view(of: b, offset: offset, length: length) else { throw .noMemory }
+    guard let v = c.os.pool.view(of: b, offset: offset, length: length) else { throw .noMemory }
     return (ScatterGatherArray(head: v), v)
 }
 
 /// Fills a C result from a Swift one.
-func fill(_ out: UnsafeMutablePointer<demi_qresult_t>, _ r: QResult, _ os: LibOS) {
+func fill(_ out: UnsafeMutablePointer<demi_qresult_t>, _ r: QResult, _ c: ABIContext) {
+    let os = c.os
     UnsafeMutableRawPointer(out).initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<demi_qresult_t>.size)
     out.pointee.qr_opcode = demi_opcode_t(rawValue: r.opcode.rawValue)
     out.pointee.qr_qd = r.qd.rawValue
@@ -114,7 +129,9 @@ func fill(_ out: UnsafeMutablePointer<demi_qresult_t>, _ r: QResult, _ os: LibOS
             try? os.pool.freeFromApplication(head)
             head = flat
         }
-        out.pointee.qr_value.sga.sga_buf = token(head)
+        let t = token(head)
+        c.lastFilled = t
+        out.pointee.qr_value.sga.sga_buf = t
         out.pointee.qr_value.sga.sga_numsegs = 1
         out.pointee.qr_value.sga.sga_segs = demi_sgaseg_t(sgaseg_buf: head.baseAddress, sgaseg_len: UInt32(head.count))
         if let a = s.address { out.pointee.qr_value.sga.sga_addr = sockaddrIn(a) }
@@ -125,6 +142,7 @@ func fill(_ out: UnsafeMutablePointer<demi_qresult_t>, _ r: QResult, _ os: LibOS
 }
 
 /// A C timeout: NULL waits for ever; negative fields are EINVAL.
+@inline(__always)
 func timeout(_ t: UnsafePointer<timespec>?) throws(Errno) -> Duration? {
     guard let t else { return nil }
     guard t.pointee.tv_sec >= 0, t.pointee.tv_nsec >= 0, t.pointee.tv_nsec < 1_000_000_000 else {
@@ -245,7 +263,7 @@ public func demi_push(_ qt_out: UnsafeMutablePointer<demi_qtoken_t>?, _ qd: Int3
                       _ sga: UnsafePointer<demi_sgarray_t>?) -> Int32 {
     withContext { c throws(Errno) in
         guard let qt_out else { throw .invalidArgument }
-        let (a, view) = try array(c.os, sga)
+        let (a, view) = try array(c, sga)
         defer { view?.release() }
         qt_out.pointee = try c.os.push(QDesc(rawValue: qd), a).rawValue
     }
@@ -257,7 +275,7 @@ public func demi_pushto(_ qt_out: UnsafeMutablePointer<demi_qtoken_t>?, _ sockqd
                         _ size: socklen_t) -> Int32 {
     withContext { c throws(Errno) in
         guard let qt_out else { throw .invalidArgument }
-        let (a, view) = try array(c.os, sga)
+        let (a, view) = try array(c, sga)
         defer { view?.release() }
         let to = try address(dest_addr, size)
         qt_out.pointee = try c.os.pushTo(QDesc(rawValue: sockqd), a, to: to).rawValue
@@ -349,11 +367,13 @@ public func demi_getsockname(_ qd: Int32, _ addr: UnsafeMutablePointer<sockaddr>
 public func demi_sgaalloc(_ size: Int) -> demi_sgarray_t {
     var out = demi_sgarray_t()
     guard size > 0, let p = demi_abi_current() else { return out }
-    let c = Unmanaged<ABIContext>.fromOpaque(p).takeUnretainedValue()
-    guard let sga = try? c.os.sgaalloc(size), let b = sga.head else { return out }
-    out.sga_buf = token(b)
-    out.sga_numsegs = 1
-    out.sga_segs = demi_sgaseg_t(sgaseg_buf: b.baseAddress, sgaseg_len: UInt32(truncatingIfNeeded: size))
+    Unmanaged<ABIContext>.fromOpaque(p)._withUnsafeGuaranteedRef { c in
+        guard let sga = try? c.os.sgaalloc(size), let b = sga.head else { return }
+        out.sga_buf = token(b)
+        c.lastAllocated = out.sga_buf
+        out.sga_numsegs = 1
+        out.sga_segs = demi_sgaseg_t(sgaseg_buf: b.baseAddress, sgaseg_len: UInt32(truncatingIfNeeded: size))
+    }
     return out
 }
 
@@ -361,7 +381,7 @@ public func demi_sgaalloc(_ size: Int) -> demi_sgarray_t {
 public func demi_sgafree(_ sga: UnsafeMutablePointer<demi_sgarray_t>?) -> Int32 {
     withContext { c throws(Errno) in
         guard let sga, sga.pointee.sga_numsegs == 1 else { throw .invalidArgument }
-        try c.os.sgafree(ScatterGatherArray(head: try buffer(c.os, sga.pointee.sga_buf)))
+        try c.os.sgafree(ScatterGatherArray(head: try buffer(c, sga.pointee.sga_buf)))
     }
 }
 
@@ -373,7 +393,7 @@ public func demi_wait(_ qr_out: UnsafeMutablePointer<demi_qresult_t>?, _ qt: dem
     withContext { c throws(Errno) in
         guard let qr_out else { throw .invalidArgument }
         let t = try DemikernelC.timeout(timeout)
-        fill(qr_out, try c.os.wait(QToken(rawValue: qt), timeout: t), c.os)
+        fill(qr_out, try c.os.wait(QToken(rawValue: qt), timeout: t), c)
     }
 }
 
@@ -388,7 +408,7 @@ public func demi_wait_any(_ qr_out: UnsafeMutablePointer<demi_qresult_t>?, _ rea
             start: UnsafeRawPointer(qts).assumingMemoryBound(to: QToken.self), count: Int(num_qts))
         let (i, r) = try c.os.waitAny(tokens, timeout: t)
         ready_offset.pointee = Int32(i)
-        fill(qr_out, r, c.os)
+        fill(qr_out, r, c)
     }
 }
 
@@ -405,7 +425,7 @@ public func demi_wait_next_n(_ qr_out: UnsafeMutablePointer<demi_qresult_t>?, _ 
             c.scratchCapacity = Int(num_qrs)
         }
         let n = try c.os.waitNext(into: UnsafeMutableBufferPointer(start: c.scratch, count: Int(num_qrs)), timeout: t)
-        for k in 0..<n { fill(qr_out + k, c.scratch[k], c.os) }
+        for k in 0..<n { fill(qr_out + k, c.scratch[k], c) }
         num_qrs_out.pointee = Int32(n)
     }
 }
