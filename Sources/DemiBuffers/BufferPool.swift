@@ -187,27 +187,24 @@ public final class BufferPool {
 
     /// Checks that `pointer` is a header of this pool that is in use; nil otherwise. Never dereferences a pointer
     /// outside the pool's arenas.
-    /// The arena that held the last header ``validate(_:)`` found, looked at first (an application's buffers mostly
-    /// come from the same few arenas).
-    @exclusivity(unchecked) var lastArena = 0
-
     public func validate(_ pointer: UnsafeRawPointer?) -> UnsafeMutablePointer<BufferHeader>? {
         guard let p = pointer else { return nil }
         let a = UInt(bitPattern: p)
         let stride = UInt(MemoryLayout<BufferHeader>.stride)
-        var k = lastArena
-        if k >= arenaCount || a < arenas[2 * k] || a >= arenas[2 * k + 1] {
-            k = 0
-            while k < arenaCount && !(a >= arenas[2 * k] && a < arenas[2 * k + 1]) { k += 1 }
-            guard k < arenaCount else { return nil }
-            lastArena = k
+        var k = 0
+        while k < arenaCount {
+            let start = arenas[2 * k]
+            let end = arenas[2 * k + 1]
+            k += 1
+            guard a >= start && a < end else { continue }
+            guard (a - start) % stride == 0 else { return nil }
+            let h = UnsafeMutablePointer<BufferHeader>(mutating: p.assumingMemoryBound(to: BufferHeader.self))
+            guard h.pointee.magic == BufferHeader.magicValue, h.pointee.flags & BufferHeader.Flags.inUse != 0 else {
+                return nil
+            }
+            return h
         }
-        guard (a - arenas[2 * k]) % stride == 0 else { return nil }
-        let h = UnsafeMutablePointer<BufferHeader>(mutating: p.assumingMemoryBound(to: BufferHeader.self))
-        guard h.pointee.magic == BufferHeader.magicValue, h.pointee.flags & BufferHeader.Flags.inUse != 0 else {
-            return nil
-        }
-        return h
+        return nil
     }
 
     /// Marks `buffer` (and every further segment chained to it) as holding the application's reference.

@@ -127,13 +127,7 @@ public final class Scheduler {
 
     @inlinable @inline(__always)
     func freeSlot(_ i: UInt32) {
-        let s = slot(i)
-        s.pointee.state = State.free
-        s.pointee.generation &+= 1
-        if s.pointee.generation == 0 { s.pointee.generation = 1 }
-        s.pointee.nextFree = freeHead
-        freeHead = i
-        liveTotal -= 1
+        freePlainSlot(i)
         ready.remove(i)
         if timers.isArmed(i) { timers.cancel(i) }
     }

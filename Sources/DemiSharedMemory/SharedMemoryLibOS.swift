@@ -440,12 +440,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
             }
             lastPopQueue = i  // its spare is refilled by the next sgafree that can
             // A whole message that fits the spare (records before the peer's close or death still count).
-            if hasRecord, let b = receiveSmall(q) {
-                b.header.pointee.flags |= BufferHeader.Flags.appOwned  // pool.giveToApplication of one segment
-                do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch {
-                    preconditionFailure("no slot")  // (canSpawn)
-                }
-            }
+            if hasRecord, let b = receiveSmall(q) { return completedPop(qd, b) }
             switch receive(i) {
             case .empty:
                 // Parked at once, not runnable: the fast-path poller (or a spinning wait) runs it when a record, the
@@ -497,6 +492,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
 
     /// A token for a pop that found its message (the caller has checked ``canSpawn``): the buffer waits in the slot's
     /// record, not in a result record, so the wait that takes it copies nothing (``Scheduler/takePlain(_:)``).
+    @inline(__always)
     func completedPop(_ qd: QDesc, _ b: DemiBuffer) -> QToken {
         pool.giveToApplication(b)
         do { return try scheduler.spawnCompletedPlain(.pop, qd: qd, buffer: b) } catch {
@@ -665,10 +661,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// fits the spare buffer, in one piece; nil (nothing consumed) otherwise.
     @inline(__always)
     func takeSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32, at position: Int) -> DemiBuffer? {
-        let lengths = q.pointee.consumer.lengths(at: position)
-        let length = Int(UInt32(truncatingIfNeeded: lengths))
-        // A whole message (its total is its fragment's length) of 1 to smallLimit bytes, not wrapping.
-        guard lengths == UInt64(UInt32(truncatingIfNeeded: lengths)) &* 0x1_0000_0001,
+        // A whole message of 1 to smallLimit bytes, not wrapping.
+        guard let length = q.pointee.consumer.wholeMessageLength(at: position),
               UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit),
               position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity,
               let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile
@@ -867,11 +861,9 @@ public final class SharedMemoryLibOS: PollingLibOS {
     func receiveSmall(_ q: UnsafeMutablePointer<Queue>) -> DemiBuffer? {
         guard let s = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile else { return nil }
         let position = q.pointee.consumer.headPosition
-        let lengths = q.pointee.consumer.lengths(at: position)
-        let length = Int(UInt32(truncatingIfNeeded: lengths))
-        // A whole message (its total is its fragment's length) that fits the spare.
-        guard q.pointee.consumer.flags(at: position) == 0, lengths == UInt64(UInt32(truncatingIfNeeded: lengths)) &* 0x1_0000_0001,
-              length <= smallLimit else { return nil }
+        // A whole message that fits the spare.
+        guard q.pointee.consumer.flags(at: position) == 0,
+              let length = q.pointee.consumer.wholeMessageLength(at: position), length <= smallLimit else { return nil }
         // A spare is a buffer of the pool's smallest class (``spareSize``, at least ``smallMessage``) at offset 0.
         s.header.pointee.length = UInt32(truncatingIfNeeded: length)
         q.pointee.spare = nil

@@ -311,6 +311,15 @@ struct RingConsumer {
     @inline(__always)
     func lengths(at position: Int) -> UInt64 { (data + position + 8).load(as: UInt64.self) }
 
+    /// The length of the message in the record at ring position `position` (whose stamp the caller has seen) if the
+    /// record holds all of it (its fragment's length is the message's), else nil.
+    @inline(__always)
+    func wholeMessageLength(at position: Int) -> Int? {
+        let l = lengths(at: position)
+        let fragment = UInt32(truncatingIfNeeded: l)
+        return UInt32(truncatingIfNeeded: l >> 32) == fragment ? Int(fragment) : nil
+    }
+
     /// The next record's header position in the ring (the caller has seen ``hasRecord()``).
     @inline(__always)
     var headPosition: Int { Int(truncatingIfNeeded: localHead & mask) }
