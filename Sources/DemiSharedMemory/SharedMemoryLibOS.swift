@@ -237,7 +237,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
         q.name = object
         q.mapping = m
         q.mappingSize = size
-        q.producer = RingProducer(head: word(m, Offset.aHead), data: m + Self.controlSize, capacity: ringSize, key: key)
+        q.producer = RingProducer(head: word(m, Offset.aHead), data: m + Self.controlSize, capacity: ringSize, key: key,
+                                  shortMessage: smallLimit)
         q.consumer = RingConsumer(head: word(m, Offset.bHead), data: m + Self.controlSize + ringSize, capacity: ringSize,
                                   key: key)
         q.ourClosed = half(m, Offset.creatorClosed)
@@ -292,7 +293,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
             _ = cdemi_shm_unmap(p, size)
             throw .protocolError
         }
-        q.producer = RingProducer(head: word(p, Offset.bHead), data: p + Self.controlSize + ring, capacity: ring, key: key)
+        q.producer = RingProducer(head: word(p, Offset.bHead), data: p + Self.controlSize + ring, capacity: ring,
+                                  key: key, shortMessage: smallLimit)
         q.consumer = RingConsumer(head: word(p, Offset.aHead), data: p + Self.controlSize, capacity: ring, key: key)
         q.ourClosed = half(p, Offset.openerClosed)
         q.peerClosed = half(p, Offset.creatorClosed)
@@ -376,7 +378,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
             // the copy. A free slot or a memory queue has a detached producer, which never passes canWriteSmall.
             let q = queues.pointer(k)  // the table does not grow during a push
             let length = Int(h.pointee.length)
-            if UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit), q.pointee.producer.canWriteSmall(length),
+            if q.pointee.producer.canWriteSmall(length),
                q.pointee.pushes.isEmpty, !q.pointee.peerDead, canSpawn,
                cdemi_load_acquire_u32(q.pointee.peerClosed.unsafelyUnwrapped) == 0 {
                 q.pointee.producer.writeSmall(h.pointee.storage.unsafelyUnwrapped + Int(h.pointee.offset),
@@ -665,8 +667,17 @@ public final class SharedMemoryLibOS: PollingLibOS {
         guard let length = q.pointee.consumer.wholeMessageLength(at: position),
               UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit),
               position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity,
-              let b = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile
+              q.pointee.spare != nil, q.pointee.partial == nil, !q.pointee.endOfFile
         else { return nil }
+        return takeSmallChecked(q, i, t, at: position, length: length)
+    }
+
+    /// ``takeSmall(_:_:_:at:)`` once every check has passed: a whole message of `length` bytes (1 to ``smallLimit``)
+    /// at `position`, not wrapping, and a spare, no partial message and no end-of-file on the queue.
+    @inline(__always)
+    func takeSmallChecked(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32, at position: Int, length: Int)
+        -> DemiBuffer {
+        let b = q.pointee.spare.unsafelyUnwrapped
         q.pointee.consumer.consumeSmallUnpublished(at: position, length: length, into: b.baseAddress)
         // A spare is a buffer of the pool's smallest class (``spareSize``, at least ``smallMessage``) at offset 0.
         b.header.pointee.length = UInt32(truncatingIfNeeded: length)
@@ -715,6 +726,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
         let expected = q.pointee.consumer.expectedStamp
         // A re-armed pop's spare went out with the last message: the copy below needs a new one.
         if q.pointee.spare == nil { _ = refillSpare(q) }
+        // What the short take needs besides the record itself, none of which can change while this thread spins: a
+        // spare, no partial message, no end-of-file, and room for any short message before the ring's end (so no
+        // length can wrap). Checked once here, so that seeing the record costs only the record's own checks.
+        let position = q.pointee.consumer.headPosition
+        let shortReady = q.pointee.spare != nil && q.pointee.partial == nil && !q.pointee.endOfFile
+            && position &+ RecordHeader.size &+ smallLimit <= q.pointee.consumer.capacity
         // Looked at once before the first pause: the reply may have come while the caller was between its push and
         // this wait (a pause costs about 25 ns here).
         var stamp = cdemi_load_acquire_u64(stampWord)
@@ -731,8 +748,15 @@ public final class SharedMemoryLibOS: PollingLibOS {
             cdemi_cpu_relax()
             stamp = cdemi_load_acquire_u64(stampWord)
         }
+        let qd = QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base)
+        // The stamp as loaded says whether the record has flags (a lap record has).
+        if shortReady && stamp & RecordHeader.flagBits == 0,
+           let length = q.pointee.consumer.wholeMessageLength(at: position),
+           UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit) {
+            return FastCompletion(code: .pop, qd: qd, buffer: takeSmallChecked(q, i, t, at: position, length: length))
+        }
         guard let b = popSmall(q, i, t) else { return none }
-        return FastCompletion(code: .pop, qd: QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base), buffer: b)
+        return FastCompletion(code: .pop, qd: qd, buffer: b)
     }
 
     /// Frees the slot of the pop whose result `wait` already returned (its token is consumed).

@@ -74,13 +74,15 @@ struct RingProducer {
     }
 
     /// A ring whose next record has index `local` (0 for a new pipe: the ring starts empty there).
+    /// `shortMessage` is the longest message the short push takes (at most ``maxFragment`` are).
     init(head: UnsafeMutablePointer<UInt64>, data: UnsafeMutableRawPointer, capacity: Int, key: UInt64,
-         local: UInt64 = 0) {
+         local: UInt64 = 0, shortMessage: Int = 0) {
         self.head = head
         self.data = data
         self.capacity = capacity
         mask = UInt64(truncatingIfNeeded: capacity &- 1)
         maxFragment = DemiSharedMemory.maxFragment(ofRing: capacity)
+        shortLength = max(0, min(shortMessage, maxFragment))
         self.key = key
         localTail = local
         cachedHead = local
@@ -98,6 +100,9 @@ struct RingProducer {
     let mask: UInt64
     /// ``maxFragment(ofRing:)`` of this ring.
     let maxFragment: Int
+    /// The longest message ``canWriteSmall(_:)`` takes: the libOS's short-message limit, at most ``maxFragment``; 0
+    /// for a detached ring.
+    let shortLength: Int
     let key: UInt64
     /// The index of the next record (private: the stamps publish the records).
     var localTail: UInt64
@@ -123,13 +128,15 @@ struct RingProducer {
 
     /// True if a small record of `length` payload bytes can be written now: in one piece (header and payload before
     /// the end of the ring), with room by the cached head, no rewind due (the general path rewinds, once per
-    /// ``compactSpan`` bytes, so this one makes no call) and `length <= maxFragment`. Records start on lines and the
-    /// ring is a whole number of them, so a header and payload end before the ring's end exactly when the record
-    /// rounded up to its line does. False also where the general path would still write at once (a head the consumer
-    /// has moved since it was cached; a record longer than a line that would pass the rewind check): that path does.
+    /// ``compactSpan`` bytes, so this one makes no call) and `length` from 1 to ``shortLength``. Records start on
+    /// lines and the ring is a whole number of them, so a header and payload end before the ring's end exactly when
+    /// the record rounded up to its line does. False also where the general path would still write at once (a head
+    /// the consumer has moved since it was cached; a record longer than a line that would pass the rewind check):
+    /// that path does.
     @inline(__always)
     func canWriteSmall(_ length: Int) -> Bool {
-        length <= maxFragment && localTail &+ UInt64(truncatingIfNeeded: recordSize(length)) <= shortLimit
+        UInt(bitPattern: length &- 1) < UInt(bitPattern: shortLength)
+            && localTail &+ UInt64(truncatingIfNeeded: recordSize(length)) <= shortLimit
     }
 
     /// Rewinds if a rewind is due and the ring is empty (see ``rewindIfEmpty(before:)``), for a record of `needed`

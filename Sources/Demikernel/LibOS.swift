@@ -500,7 +500,7 @@ public final class LibOS {
 
     /// Starts sending an array on a connected queue. The libOS keeps its own reference to every segment until the
     /// push completes, so the application may `sgafree` right away.
-    @inlinable
+    @inlinable @inline(__always)
     public func push(_ qd: QDesc, _ sga: ScatterGatherArray) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.push(qd, sga) }
@@ -550,7 +550,7 @@ public final class LibOS {
     // MARK: - Waiting
 
     /// Waits for one operation and consumes its token. A nil timeout waits for ever; zero polls once.
-    @inlinable
+    @inlinable @inline(__always)
     public func wait(_ qt: QToken, timeout: Duration? = nil) throws(Errno) -> QResult {
         if case .sharedMemory = backend, timeout == nil {
             // catmem's short path (an inline push, or the pop a ping-pong waits for): the completion comes back in
@@ -564,7 +564,13 @@ public final class LibOS {
             default: break
             }
         }
-        return switch backend {
+        return try waitGeneral(qt, timeout: timeout)
+    }
+
+    /// ``wait(_:timeout:)`` past catmem's short path: out of line, so the short path is all a caller inlines.
+    @usableFromInline @inline(never)
+    func waitGeneral(_ qt: QToken, timeout: Duration?) throws(Errno) -> QResult {
+        switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.wait(qt, timeout: timeout) }
         case .rawSockets: try onRaw { r throws(Errno) in try r.wait(qt, timeout: timeout) }
 #if DPDK
