@@ -532,7 +532,7 @@ public final class LibOS {
     }
 
     /// Starts receiving. The result's array belongs to the application; a zero-length array is a TCP end-of-file.
-    @inlinable
+    @inlinable @inline(__always)
     public func pop(_ qd: QDesc) throws(Errno) -> QToken {
         switch backend {
         case .kernelSockets: try onKernel { k throws(Errno) in try k.pop(qd) }
@@ -666,12 +666,18 @@ public final class LibOS {
     }
 
     /// Returns the application's reference to every segment of `sga`. A double free or a foreign array is `EINVAL`.
-    @inlinable
+    @inlinable @inline(__always)
     public func sgafree(_ sga: ScatterGatherArray) throws(Errno) {
         guard let h = sga.head else { throw .invalidArgument }
         // catmem: a small message's buffer may go straight back as the receive buffer of its queue's next pop.
         if case .sharedMemory = backend, try onShared({ m throws(Errno) in try m.keepAsSpare(h) }) { return }
-        try withPool { p throws(Errno) in try p.freeFromApplication(h) }
+        try freeToPool(h)
+    }
+
+    /// ``sgafree(_:)`` through the pool: out of line, so catmem's short path is all a caller inlines.
+    @usableFromInline @inline(never)
+    func freeToPool(_ head: DemiBuffer) throws(Errno) {
+        try withPool { p throws(Errno) in try p.freeFromApplication(head) }
     }
 }
 
