@@ -851,7 +851,8 @@ static void cm_push(struct cm_side *s, const char *msg, uint32_t len) {
     }
 }
 
-/* The next message's length (its bytes in `out`), or -1 once the ring is empty and `closed` is set. */
+/* The next message's length (its bytes in `out`), or -1 once the ring is empty and `closed` is set. It waits as the
+ * libOS's spinning wait does: a load fence between the first 64 looks, a pause between later ones. */
 static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
     for (;;) {
         unsigned spins = 0;
@@ -863,7 +864,8 @@ static long cm_pop(struct cm_side *s, char *out, const uint32_t *closed) {
                 if ((w & ~(uint64_t)CM_FLAG_BITS) != want) return -1;
                 break;
             }
-            __builtin_ia32_pause();
+            if (spins < 64) __asm__ __volatile__("lfence" ::: "memory");
+            else __builtin_ia32_pause();
             w = __atomic_load_n((uint64_t *)h, __ATOMIC_ACQUIRE);
         }
         uint32_t len = *(uint32_t *)(h + 8);

@@ -611,7 +611,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return nil
                 }
             }
-            cdemi_cpu_relax()
+            if spins < 64 { cdemi_spin_short() } else { cdemi_cpu_relax() }  // as in ``waitFast(_:)``
             if q.pointee.consumer.hasRecord() {
                 if let b = popSmall(q, i, t) {
                     return QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: qt,
@@ -745,7 +745,11 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return none
                 }
             }
-            cdemi_cpu_relax()
+            // The first turns wait on a load fence rather than a pause: a ping-pong's reply comes within a few hundred
+            // cycles of this wait's start, and seen one pause late it costs the round trip half a pause (about 35
+            // cycles) on average at each end. Past those turns (a longer wait) the pause, which leaves more of the
+            // core to its sibling and fewer loads on the line the producer is taking.
+            if spins < 64 { cdemi_spin_short() } else { cdemi_cpu_relax() }
             stamp = cdemi_load_acquire_u64(stampWord)
         }
         let qd = QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base)

@@ -61,6 +61,13 @@ static inline void cdemi_cpu_relax(void) {
     __asm__ __volatile__("pause");
 #endif
 }
+/// A shorter spin-wait step than `pause` (about 16 cycles here, against 70): `lfence` lets the next load of a polled
+/// word start only once this one has completed, so a spinning loop has one load in flight and no flood of them.
+static inline void cdemi_spin_short(void) {
+#if defined(__x86_64__)
+    __asm__ __volatile__("lfence" ::: "memory");
+#endif
+}
 
 // Shared memory between processes (POSIX shm under /dev/shm).
 /// Creates (exclusive) or opens a shared-memory object and maps `size` bytes of it. Returns the mapping or NULL.
