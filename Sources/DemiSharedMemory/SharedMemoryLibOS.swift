@@ -611,7 +611,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return nil
                 }
             }
-            if spins < 64 { cdemi_spin_short() } else { cdemi_cpu_relax() }  // as in ``waitFast(_:)``
+            spinTurn(spins)
             if q.pointee.consumer.hasRecord() {
                 if let b = popSmall(q, i, t) {
                     return QResult(opcode: .pop, qd: scheduler.operation(t).pointee.qd, qt: qt,
@@ -639,6 +639,35 @@ public final class SharedMemoryLibOS: PollingLibOS {
         }
     }
 
+    /// How many turns of a spinning wait use ``cdemi_spin_short()`` before it falls back to a pause.
+    static let shortSpinTurns = 64
+
+    /// The wait between two looks at a ring in a spinning wait, turn `spins` (from 1). The first turns wait on a load
+    /// fence rather than a pause: a ping-pong's reply comes within a few hundred cycles of the wait's start, and seen
+    /// one pause late it costs the round trip half a pause (about 35 cycles) on average at each end. Past those turns
+    /// (a longer wait) the pause, which leaves more of the core to its sibling and fewer loads on the line the
+    /// producer is taking.
+    @inline(__always)
+    func spinTurn(_ spins: Int) {
+        if spins < Self.shortSpinTurns { cdemi_spin_short() } else { cdemi_cpu_relax() }
+    }
+
+    /// True if queue `q` can take a short message into its spare: it has one, and no partial message or end-of-file
+    /// is in the way. Only this thread changes these.
+    @inline(__always)
+    func canTakeShort(_ q: UnsafeMutablePointer<Queue>) -> Bool {
+        q.pointee.spare != nil && q.pointee.partial == nil && !q.pointee.endOfFile
+    }
+
+    /// The length of the record at `position` (whose stamp the caller has seen) if it holds a whole message of 1 to
+    /// ``smallLimit`` bytes, else nil.
+    @inline(__always)
+    func shortMessageLength(_ q: UnsafeMutablePointer<Queue>, at position: Int) -> Int? {
+        guard let length = q.pointee.consumer.wholeMessageLength(at: position),
+              UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit) else { return nil }
+        return length
+    }
+
     /// The short path of a spinning wait that sees a record: a whole message of up to ``smallMessage`` bytes in one
     /// record is copied into the spare buffer and the head published later with one release store; pop `t` is done
     /// (its slot is retired by the next call). Nil (nothing consumed) for anything else.
@@ -664,10 +693,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     @inline(__always)
     func takeSmall(_ q: UnsafeMutablePointer<Queue>, _ i: Int, _ t: UInt32, at position: Int) -> DemiBuffer? {
         // A whole message of 1 to smallLimit bytes, not wrapping.
-        guard let length = q.pointee.consumer.wholeMessageLength(at: position),
-              UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit),
-              position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity,
-              q.pointee.spare != nil, q.pointee.partial == nil, !q.pointee.endOfFile
+        guard let length = shortMessageLength(q, at: position),
+              position &+ RecordHeader.size &+ length <= q.pointee.consumer.capacity, canTakeShort(q)
         else { return nil }
         return takeSmallChecked(q, i, t, at: position, length: length)
     }
@@ -730,8 +757,7 @@ public final class SharedMemoryLibOS: PollingLibOS {
         // spare, no partial message, no end-of-file, and room for any short message before the ring's end (so no
         // length can wrap). Checked once here, so that seeing the record costs only the record's own checks.
         let position = q.pointee.consumer.headPosition
-        let shortReady = q.pointee.spare != nil && q.pointee.partial == nil && !q.pointee.endOfFile
-            && position &+ RecordHeader.size &+ smallLimit <= q.pointee.consumer.capacity
+        let shortReady = canTakeShort(q) && position &+ RecordHeader.size &+ smallLimit <= q.pointee.consumer.capacity
         // Looked at once before the first pause: the reply may have come while the caller was between its push and
         // this wait (a pause costs about 25 ns here).
         var stamp = cdemi_load_acquire_u64(stampWord)
@@ -745,18 +771,12 @@ public final class SharedMemoryLibOS: PollingLibOS {
                     return none
                 }
             }
-            // The first turns wait on a load fence rather than a pause: a ping-pong's reply comes within a few hundred
-            // cycles of this wait's start, and seen one pause late it costs the round trip half a pause (about 35
-            // cycles) on average at each end. Past those turns (a longer wait) the pause, which leaves more of the
-            // core to its sibling and fewer loads on the line the producer is taking.
-            if spins < 64 { cdemi_spin_short() } else { cdemi_cpu_relax() }
+            spinTurn(spins)
             stamp = cdemi_load_acquire_u64(stampWord)
         }
         let qd = QDesc(rawValue: Int32(truncatingIfNeeded: i) &+ QDesc.base)
         // The stamp as loaded says whether the record has flags (a lap record has).
-        if shortReady && stamp & RecordHeader.flagBits == 0,
-           let length = q.pointee.consumer.wholeMessageLength(at: position),
-           UInt(bitPattern: length &- 1) < UInt(bitPattern: smallLimit) {
+        if shortReady && stamp & RecordHeader.flagBits == 0, let length = shortMessageLength(q, at: position) {
             return FastCompletion(code: .pop, qd: qd, buffer: takeSmallChecked(q, i, t, at: position, length: length))
         }
         guard let b = popSmall(q, i, t) else { return none }
@@ -887,7 +907,8 @@ public final class SharedMemoryLibOS: PollingLibOS {
     /// copied into it. Nil (and nothing consumed) for anything else.
     @inline(__always)
     func receiveSmall(_ q: UnsafeMutablePointer<Queue>) -> DemiBuffer? {
-        guard let s = q.pointee.spare, q.pointee.partial == nil, !q.pointee.endOfFile else { return nil }
+        guard canTakeShort(q) else { return nil }
+        let s = q.pointee.spare.unsafelyUnwrapped
         let position = q.pointee.consumer.headPosition
         // A whole message that fits the spare.
         guard q.pointee.consumer.flags(at: position) == 0,
